@@ -1,0 +1,326 @@
+"""The one error hierarchy of the library.
+
+Errors are mapped once, where they happen, into these types; each message says
+what went wrong and where, so a person can act on it. No message carries a
+secret: URLs pass through :func:`redact_url` before they are written into one.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "BotProtectionError",
+    "ChatGpttError",
+    "CloudflareOriginError",
+    "ConfigurationError",
+    "EmptyMessageError",
+    "HTTPStatusError",
+    "IPBannedError",
+    "InvalidMessagesError",
+    "MalformedResponseError",
+    "MessageFlaggedError",
+    "NonceRejectedError",
+    "ProviderConnectionError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ServerError",
+    "SiteError",
+    "StageNotFoundError",
+    "StreamInterruptedError",
+    "TokenLimitError",
+    "TokensNotFoundError",
+    "UnknownActionError",
+    "UnknownModelError",
+    "UpstreamError",
+    "excerpt",
+    "redact_url",
+]
+
+
+def redact_url(url: object) -> str:
+    """Return ``url`` as text with any ``user:password@`` part replaced by ``***@``."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.username is None and parts.password is None:
+        return text
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def excerpt(body: bytes | str, limit: int = 160) -> str:
+    """A short single-line preview of a response body for error messages."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ChatGpttError(Exception):
+    """Base of every error raised by chatgptt.
+
+    ``partial_text`` is the answer text already handed to the caller when the
+    error was raised (empty unless the failure came after the first chunk).
+    """
+
+    partial_text: str = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- bad input and settings ------------------------------------------------------------
+
+
+class ConfigurationError(ChatGpttError, ValueError):
+    """A setting, argument or option is invalid; nothing was sent."""
+
+
+class UnknownModelError(ConfigurationError):
+    """The requested model is not one the provider offers."""
+
+    def __init__(self, model: str, valid: tuple[str, ...] | list[str]) -> None:
+        self.model = model
+        self.valid = tuple(valid)
+        super().__init__(f"unknown model {model!r}; valid models: {', '.join(self.valid)}")
+
+
+class InvalidMessagesError(ConfigurationError):
+    """The ``messages`` argument is malformed; ``index`` points at the culprit."""
+
+    def __init__(self, reason: str, index: int | None = None) -> None:
+        self.reason = reason
+        self.index = index
+        where = f"messages[{index}]: " if index is not None else "messages: "
+        super().__init__(where + reason)
+
+
+class StageNotFoundError(ConfigurationError, KeyError):
+    """A pipeline has no stage of that name."""
+
+    def __init__(self, name: str, available: tuple[str, ...]) -> None:
+        self.name = name
+        self.available = available
+        super().__init__(f"no stage named {name!r}; stages: {', '.join(available) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+# --- the network -----------------------------------------------------------------------
+
+
+class ProviderConnectionError(ChatGpttError, ConnectionError):
+    """The connection could not be made, or broke before the reply was complete."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = redact_url(url) if url is not None else None
+        super().__init__(message)
+
+
+class ProviderTimeoutError(ChatGpttError, TimeoutError):
+    """A time limit was hit; ``limit`` names which one and ``seconds`` its value.
+
+    ``limit`` is one of ``connect``, ``first_byte``, ``idle`` or ``total``.
+    """
+
+    def __init__(self, limit: str, seconds: float, *, url: str | None = None) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.url = redact_url(url) if url is not None else None
+        what = {
+            "connect": "connecting",
+            "first_byte": "waiting for the reply to start",
+            "idle": "waiting for the next part of the reply",
+            "total": "running the whole call",
+        }.get(limit, limit)
+        where = f" ({self.url})" if self.url else ""
+        super().__init__(f"{limit} timeout: {seconds:g} s passed while {what}{where}")
+
+
+class HTTPStatusError(ChatGpttError):
+    """The server answered with an HTTP status that is not a chat reply."""
+
+    def __init__(
+        self,
+        status: int,
+        url: str,
+        body_excerpt: str = "",
+        *,
+        retry_after: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.status = status
+        self.url = redact_url(url)
+        self.excerpt = body_excerpt
+        self.retry_after = retry_after
+        if message is None:
+            message = f"HTTP {status} from {self.url}"
+            if body_excerpt:
+                message += f": {body_excerpt}"
+        super().__init__(message)
+
+
+class RateLimitError(HTTPStatusError):
+    """HTTP 429. ``retry_after`` holds the server's ``Retry-After`` in seconds, if any."""
+
+    def __init__(
+        self, url: str, body_excerpt: str = "", *, retry_after: float | None = None
+    ) -> None:
+        wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+        super().__init__(
+            429,
+            url,
+            body_excerpt,
+            retry_after=retry_after,
+            message=f"rate limited by {redact_url(url)} (HTTP 429){wait}",
+        )
+
+
+class ServerError(HTTPStatusError):
+    """HTTP 5xx: the site or its host failed."""
+
+
+class CloudflareOriginError(ServerError):
+    """HTTP 520–527: Cloudflare could not get a good answer from the site's origin."""
+
+
+class UnknownActionError(HTTPStatusError):
+    """HTTP 400 with body ``0``: WordPress knows no handler for the AJAX action sent.
+
+    On a site running plugin 2.3+ (the AIPKit dialect) the classic action is gone.
+    """
+
+    def __init__(self, url: str, action: str) -> None:
+        self.action = action
+        super().__init__(
+            400,
+            url,
+            "0",
+            message=(
+                f"{redact_url(url)} does not know the AJAX action {action!r} (HTTP 400, body '0'); "
+                "the site may run a newer plugin release (the AIPKit dialect) or no chat plugin"
+            ),
+        )
+
+
+class BotProtectionError(ChatGpttError):
+    """A bot-protection page (Cloudflare or similar) came back instead of the site."""
+
+    def __init__(self, url: str, status: int, marker: str) -> None:
+        self.url = redact_url(url)
+        self.status = status
+        self.marker = marker
+        super().__init__(
+            f"bot protection page from {self.url} (HTTP {status}, {marker!r}); "
+            "the site is challenging automated clients — try later, another network or a proxy"
+        )
+
+
+# --- the site's own answers ----------------------------------------------------------------
+
+
+class TokensNotFoundError(ChatGpttError, RuntimeError):
+    """The landing page does not carry the chat tokens (nonce, post id).
+
+    It is a ``RuntimeError`` too: the original provider's documented contract.
+    """
+
+    def __init__(self, url: str, missing: tuple[str, ...] | list[str], hint: str = "") -> None:
+        self.url = redact_url(url)
+        self.missing = tuple(missing)
+        tail = f"; {hint}" if hint else ""
+        super().__init__(
+            f"no {' and no '.join(self.missing)} found in the page at {self.url}: "
+            f"it is not a chat page of the AI Power plugin{tail}"
+        )
+
+
+class NonceRejectedError(ChatGpttError):
+    """The site rejected the nonce (expired or rotated)."""
+
+    def __init__(self, url: str, detail: str, *, attempts: int = 1) -> None:
+        self.url = redact_url(url)
+        self.detail = detail
+        self.attempts = attempts
+        times = "twice" if attempts == 2 else ("once" if attempts == 1 else f"{attempts} times")
+        super().__init__(f"nonce rejected {times} by {self.url}: {detail}")
+
+
+class SiteError(ChatGpttError):
+    """The site answered with an error message of its own (``msg``)."""
+
+    def __init__(self, message: str, *, site_message: str | None = None) -> None:
+        self.site_message = site_message if site_message is not None else message
+        super().__init__(message)
+
+
+class EmptyMessageError(SiteError):
+    """The site found the message empty (PHP ``empty()``: ``""`` and ``"0"``)."""
+
+
+class TokenLimitError(SiteError):
+    """The site's guest token limit is reached (``tokenLimitReached``)."""
+
+
+class MessageFlaggedError(SiteError):
+    """The message was refused by moderation or a banned-word list."""
+
+
+class IPBannedError(SiteError):
+    """The site bans the client's IP address."""
+
+
+class UpstreamError(SiteError):
+    """The model API behind the site failed; ``site_message`` is its message."""
+
+
+# --- replies that do not parse ---------------------------------------------------------------
+
+
+class MalformedResponseError(ChatGpttError):
+    """The reply does not follow the protocol; ``what`` says which part."""
+
+    def __init__(self, what: str, *, url: str | None = None, preview: str = "") -> None:
+        self.what = what
+        self.url = redact_url(url) if url is not None else None
+        self.preview = preview
+        where = f" from {self.url}" if self.url else ""
+        tail = f": {preview}" if preview else ""
+        super().__init__(f"malformed reply{where}: {what}{tail}")
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """A reply, page or stream event exceeded its configured size limit."""
+
+    def __init__(self, what: str, limit: int, *, url: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(f"{what} exceeds the limit of {limit} bytes", url=url)
+
+
+# --- after text reached the caller ---------------------------------------------------------
+
+
+class StreamInterruptedError(ChatGpttError):
+    """The answer broke off after text had reached the caller.
+
+    Nothing is retried at that point (the caller has seen the text); ``partial_text``
+    holds exactly what was delivered and ``cause`` the failure that ended it.
+    """
+
+    def __init__(self, partial_text: str, cause: BaseException) -> None:
+        self.partial_text = partial_text
+        self.cause = cause
+        super().__init__(
+            f"answer interrupted after {len(partial_text)} characters had been delivered: {cause}"
+        )
