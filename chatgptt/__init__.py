@@ -1,0 +1,39 @@
+"""chatgptt: streamed answers from chatgptt.me and every site running the WordPress
+"AI Power" chat plugin, as a gpt4free-style provider.
+
+>>> from chatgptt import ChatGptt
+>>> async for chunk in ChatGptt.create_async_generator("gpt-4o", [{"role": "user", "content": "Hi"}]):
+...     print(chunk, end="")
+"""
+
+from __future__ import annotations
+
+from stages import errors as _errors
+from stages.core import Exchange, Pipeline, Stage, stage
+from stages.errors import *  # noqa: F403
+
+from .chatgptt import ChatGptt, standard_pipeline
+from .config import Limits, RetryPolicy, SessionOptions, Settings, Site, Timeouts, is_retryable
+from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncGeneratorProvider",
+    "ChatGptt",
+    "Exchange",
+    "Limits",
+    "Messages",
+    "Pipeline",
+    "ProviderModelMixin",
+    "RetryPolicy",
+    "SessionOptions",
+    "Settings",
+    "Site",
+    "Stage",
+    "Timeouts",
+    "is_retryable",
+    "stage",
+    "standard_pipeline",
+    *_errors.__all__,
+]

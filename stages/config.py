@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -42,11 +42,13 @@ DEFAULT_HEADERS: Mapping[str, str] = {
     "Accept-Language": "en-US,en;q=0.9",
 }
 
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
 _RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 
-def _optional_positive(name: str) -> Callable[[object, attrs.Attribute[object], object], None]:
-    def check(_inst: object, _attr: attrs.Attribute[object], value: object) -> None:
+def _optional_positive(name: str) -> _Validator:
+    def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -55,16 +57,16 @@ def _optional_positive(name: str) -> Callable[[object, attrs.Attribute[object], 
     return check
 
 
-def _positive_int(name: str) -> Callable[[object, attrs.Attribute[object], object], None]:
-    def check(_inst: object, _attr: attrs.Attribute[object], value: object) -> None:
+def _positive_int(name: str) -> _Validator:
+    def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
 
     return check
 
 
-def _non_negative(name: str) -> Callable[[object, attrs.Attribute[object], object], None]:
-    def check(_inst: object, _attr: attrs.Attribute[object], value: object) -> None:
+def _non_negative(name: str) -> _Validator:
+    def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigurationError(f"{name} must be a non-negative number, got {value!r}")
 
@@ -73,16 +75,16 @@ def _non_negative(name: str) -> Callable[[object, attrs.Attribute[object], objec
 
 def _one_of(
     name: str, choices: tuple[str, ...]
-) -> Callable[[object, attrs.Attribute[object], object], None]:
-    def check(_inst: object, _attr: attrs.Attribute[object], value: object) -> None:
+) -> _Validator:
+    def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
             raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
     return check
 
 
-def _http_url(name: str) -> Callable[[object, attrs.Attribute[object], object], None]:
-    def check(_inst: object, _attr: attrs.Attribute[object], value: object) -> None:
+def _http_url(name: str) -> _Validator:
+    def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str):
             raise ConfigurationError(f"{name} must be a URL string, got {type(value).__name__}")
         try:
@@ -121,17 +123,21 @@ class Limits:
         max_body_bytes: a reply read whole (JSON answers, error pages).
         max_event_bytes: one line or one event of a stream.
         max_stream_bytes: a whole streamed answer (``None``: unbounded).
+        max_partial_text: how many characters of an interrupted answer its
+            ``StreamInterruptedError`` keeps (the caller has seen them all; keeping
+            every one would make streaming a huge answer cost its size in memory).
     """
 
     max_page_bytes: int = attrs.field(default=8 << 20, validator=_positive_int("max_page_bytes"))
     max_body_bytes: int = attrs.field(default=32 << 20, validator=_positive_int("max_body_bytes"))
     max_event_bytes: int = attrs.field(default=4 << 20, validator=_positive_int("max_event_bytes"))
     max_stream_bytes: int | None = attrs.field(default=None)
+    max_partial_text: int = attrs.field(default=4 << 20, validator=_positive_int("max_partial_text"))
 
     @max_stream_bytes.validator
     def _check_stream(self, _attr: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None:
-            _positive_int("max_stream_bytes")(self, _attr, value)  # type: ignore[arg-type]
+            _positive_int("max_stream_bytes")(self, _attr, value)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -8,7 +8,7 @@ or removing a stage gives a new pipeline.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -289,6 +289,10 @@ def stage(name: str) -> Callable[[Callable[[Exchange], Awaitable[Exchange]]], Fu
     return wrap
 
 
+def _as_stages(items: Iterable[Stage]) -> tuple[Stage, ...]:
+    return tuple(items)
+
+
 def _check_stages(_inst: object, _attr: object, stages: tuple[Stage, ...]) -> None:
     seen: set[str] = set()
     for item in stages:
@@ -304,7 +308,7 @@ def _check_stages(_inst: object, _attr: object, stages: tuple[Stage, ...]) -> No
 class Pipeline:
     """Stages run in order; itself a stage, so pipelines nest and layers wrap them."""
 
-    stages: tuple[Stage, ...] = attrs.field(converter=tuple, validator=_check_stages)
+    stages: tuple[Stage, ...] = attrs.field(converter=_as_stages, validator=_check_stages)
     name: str = "pipeline"
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:

@@ -318,9 +318,14 @@ class StreamInterruptedError(ChatGpttError):
     holds exactly what was delivered and ``cause`` the failure that ended it.
     """
 
-    def __init__(self, partial_text: str, cause: BaseException) -> None:
+    def __init__(
+        self, partial_text: str, cause: BaseException, *, delivered_chars: int | None = None
+    ) -> None:
         self.partial_text = partial_text
         self.cause = cause
+        #: How much text the caller received; more than ``len(partial_text)`` only when
+        #: the answer outgrew ``Limits.max_partial_text`` (the error keeps its beginning).
+        self.delivered_chars = len(partial_text) if delivered_chars is None else delivered_chars
         super().__init__(
-            f"answer interrupted after {len(partial_text)} characters had been delivered: {cause}"
+            f"answer interrupted after {self.delivered_chars} characters had been delivered: {cause}"
         )

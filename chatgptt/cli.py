@@ -1,0 +1,141 @@
+"""The ``chatgptt`` command: ``chat``, ``models``, ``emulator``.
+
+``chatgptt chat "Hello"`` streams the answer to stdout as it arrives; with
+``--emulator`` it talks to a local emulator of the site started for the occasion.
+Failures print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import TextIO
+
+import structlog
+
+from stages.errors import ChatGpttError
+
+from .chatgptt import ChatGptt
+
+__all__ = ["build_parser", "main"]
+
+#: Exit status for an interrupted run, as shells report SIGINT.
+EXIT_INTERRUPTED = 130
+
+
+def configure_tracing(stream: TextIO) -> None:
+    """Log the library's events on ``stream`` (the CLI is an application: it may configure)."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S.%f"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``chat``, ``models`` and ``emulator`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="chatgptt",
+        description="Streamed answers from chatgptt.me and other sites running the AI Power chat plugin.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="ask a question and stream the answer to stdout")
+    chat.add_argument("prompt", nargs="?", default=None, help="the question; '-' or absent: read stdin")
+    where = chat.add_mutually_exclusive_group()
+    where.add_argument("--emulator", action="store_true", help="talk to a local emulator of the site")
+    where.add_argument("--url", help=f"the site's base URL (default {ChatGptt.url})")
+    chat.add_argument("--model", default=ChatGptt.default_model, help="one of: %(choices)s", choices=ChatGptt.get_models())
+    chat.add_argument("--system", help="a system message to send first")
+    chat.add_argument("--proxy", help="an http(s) proxy URL for every request")
+    chat.add_argument("--timeout", type=float, help="seconds for the whole call")
+    chat.add_argument("--history", choices=("messages", "flatten"), default="messages", help="how the conversation is sent")
+    chat.add_argument("--trace", action="store_true", help="log each stage on stderr")
+
+    commands.add_parser("models", help="list the models")
+
+    from .emulator import add_arguments
+
+    emulator = commands.add_parser("emulator", help="run the local emulator of the site")
+    add_arguments(emulator)
+    return parser
+
+
+def _read_prompt(prompt: str | None, stdin: TextIO) -> str:
+    if prompt is not None and prompt != "-":
+        return prompt
+    if prompt is None and stdin.isatty():
+        raise ChatGpttError("no prompt: give one as an argument, or '-' to read stdin")
+    return stdin.read()
+
+
+@contextlib.asynccontextmanager
+async def _provider(args: argparse.Namespace) -> AsyncIterator[type[ChatGptt]]:
+    if args.emulator:
+        from .emulator import EmulatorConfig, EmulatorServer
+
+        async with EmulatorServer(EmulatorConfig(token_delay=0.04)) as emulator:
+            yield ChatGptt.derive("Emulated", url=emulator.url)
+    elif args.url:
+        yield ChatGptt.derive("Site", url=args.url)
+    else:
+        yield ChatGptt
+
+
+async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    options: dict[str, object] = {"history": args.history}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    async with _provider(args) as provider:
+        stream = provider.create_async_generator(args.model, messages, proxy=args.proxy, **options)
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                out.write(chunk)
+                out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "models":
+        for model in ChatGptt.get_models():
+            print(model)
+        return 0
+    if args.command == "emulator":
+        from .emulator import main_from_args
+
+        return main_from_args(args)
+    if args.trace:
+        configure_tracing(sys.stderr)
+    try:
+        prompt = _read_prompt(args.prompt, sys.stdin)
+        asyncio.run(_chat(args, prompt, sys.stdout))
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return EXIT_INTERRUPTED
+    except ChatGpttError as exc:
+        sys.stdout.flush()
+        print(f"chatgptt: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Session bootstrap: GET the landing page that carries the chat's tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from .core import Exchange, Page
+from .http import ERROR_PREVIEW_BYTES, ResponseBody, classify_failure, send
+
+__all__ = ["FetchPage", "page_headers"]
+
+_PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def page_headers(site_headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a browser loading the page: the site's, asking for HTML."""
+    return {**site_headers, "Accept": _PAGE_ACCEPT}
+
+
+@attrs.frozen
+class FetchPage:
+    """GET the site's landing page through the call's session and proxy.
+
+    Redirects are followed (``Page.url`` is where they ended). Any status but 200
+    is an error that says what the page was: a bot-protection challenge, a rate
+    limit, a server failure. The page is read whole, up to ``Limits.max_page_bytes``.
+    """
+
+    name: str = "bootstrap"
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        call = exchange.call
+        settings = call.settings
+        url = settings.site.page_url
+        response = await send(call, "GET", url, headers=page_headers(settings.site.headers))
+        body = ResponseBody(
+            response,
+            url=url,
+            idle=settings.timeouts.idle,
+            deadline=call.deadline,
+            total=settings.timeouts.total,
+            max_bytes=None,
+        )
+        try:
+            if response.status != 200:
+                preview = await body.read_prefix(ERROR_PREVIEW_BYTES)
+                raise classify_failure(response.status, response.headers, preview, url)
+            raw = await body.read(settings.limits.max_page_bytes)
+        finally:
+            await body.aclose()
+        html = raw.decode(response.charset or "utf-8", "replace")
+        page = Page(url=str(response.url), status=response.status, html=html)
+        return attrs.evolve(exchange, page=page)

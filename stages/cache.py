@@ -1,0 +1,96 @@
+"""The nonce cache: one landing-page fetch serves every call to a site for hours.
+
+All anonymous visitors share one nonce (PROTOCOL.md §3), so the page is fetched
+again only when the entry is older than its time-to-live or the server rejected
+it. Concurrent calls that find no entry wait for one fetch between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from .core import Page, Tokens
+
+__all__ = ["CachedTokens", "TokenCache"]
+
+CachedTokens = tuple[Page | None, Tokens]
+
+
+class TokenCache:
+    """Tokens per site key, with single-flight filling.
+
+    Safe to share between event loops (each loop gets its own in-flight fetch);
+    the stored values are immutable records.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[str, tuple[CachedTokens, float]] = {}
+        self._inflight: dict[tuple[str, asyncio.AbstractEventLoop], asyncio.Task[CachedTokens]] = {}
+
+    def get(self, key: str, ttl: float) -> CachedTokens | None:
+        """The entry for ``key`` if it is younger than ``ttl`` seconds."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, stored_at = entry
+        if self._clock() - stored_at >= ttl:
+            return None
+        return value
+
+    def put(self, key: str, value: CachedTokens) -> None:
+        """Store ``value`` for ``key`` as fetched now."""
+        self._entries[key] = (value, self._clock())
+
+    def invalidate(self, key: str, *, stored_before: float | None = None) -> None:
+        """Forget ``key``'s entry — only if it was stored before ``stored_before``
+        (a clock reading), so that a fresh entry another call just fetched survives
+        the rejection of an older nonce."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        if stored_before is None or entry[1] < stored_before:
+            del self._entries[key]
+
+    def now(self) -> float:
+        """The cache's clock (for ``invalidate(stored_before=...)``)."""
+        return self._clock()
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+
+    async def get_or_fetch(
+        self, key: str, ttl: float, fetch: Callable[[], Awaitable[CachedTokens]]
+    ) -> CachedTokens:
+        """The cached entry, or the result of ``fetch()`` run once for all concurrent callers.
+
+        The fetch runs as its own task: a caller that is cancelled does not cancel
+        it for the others. Its failure is raised to every caller waiting on it.
+        """
+        value = self.get(key, ttl)
+        if value is not None:
+            return value
+        loop = asyncio.get_running_loop()
+        slot = (key, loop)
+        task = self._inflight.get(slot)
+        if task is None:
+            task = loop.create_task(self._fill(key, fetch))
+            self._inflight[slot] = task
+            task.add_done_callback(lambda done: self._settle(slot, done))
+        return await asyncio.shield(task)
+
+    async def _fill(self, key: str, fetch: Callable[[], Awaitable[CachedTokens]]) -> CachedTokens:
+        value = await fetch()
+        self.put(key, value)
+        return value
+
+    def _settle(
+        self, slot: tuple[str, asyncio.AbstractEventLoop], task: asyncio.Task[CachedTokens]
+    ) -> None:
+        if self._inflight.get(slot) is task:
+            del self._inflight[slot]
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception never retrieved" if all waiters left

@@ -1,0 +1,378 @@
+"""Stream decode: the reply's bytes, by ``Content-Type``, into answer text or typed errors.
+
+The pure parts — :class:`StreamInterpreter` (SSE events to text) and
+:func:`decode_json_reply` — do no I/O and are what the property tests exercise;
+:class:`DecodeReply` wires them to the reply body and primes the stream (reads up
+to its first text) so that a failure before any text stays retryable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import attrs
+
+from .core import Body, Exchange, TextStream, require
+from .errors import (
+    BotProtectionError,
+    ChatGpttError,
+    EmptyMessageError,
+    IPBannedError,
+    MalformedResponseError,
+    MessageFlaggedError,
+    NonceRejectedError,
+    ResponseTooLargeError,
+    SiteError,
+    TokenLimitError,
+    UpstreamError,
+    excerpt,
+)
+from .http import ERROR_PREVIEW_BYTES
+from .protection import challenge_marker
+from .sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
+
+__all__ = [
+    "CONTROL_FLAGS",
+    "DecodeReply",
+    "StreamInterpreter",
+    "decode_json_reply",
+    "site_error",
+]
+
+#: After the answer's finish frame, at most this much more is read looking for
+#: ``[DONE]`` (so the connection can be reused) before the connection is dropped.
+DRAIN_LIMIT = 64 * 1024
+
+_ERROR_WORD = re.compile(r'\{"choices":\[\{"delta":\{"content":"(.*)"\}\}\]\}', re.DOTALL)
+
+
+def _control_error(flag: str) -> type[SiteError]:
+    return {
+        "tokenLimitReached": TokenLimitError,
+        "messageFlagged": MessageFlaggedError,
+        "modflag": MessageFlaggedError,
+        "ipBanned": IPBannedError,
+        "pineconeError": UpstreamError,
+    }[flag]
+
+
+#: The control frames' flags (PROTOCOL.md §5), each raised as its own error type.
+CONTROL_FLAGS: tuple[str, ...] = (
+    "tokenLimitReached",
+    "messageFlagged",
+    "modflag",
+    "ipBanned",
+    "pineconeError",
+)
+
+
+def site_error(message: str, url: str) -> ChatGpttError:
+    """The typed error for the ``msg`` of a ``{"status":"error"}`` reply (PROTOCOL.md §4)."""
+    if message.startswith("Nonce verification failed") or message.startswith("Invalid nonce"):
+        return NonceRejectedError(url, message)
+    if message == "It appears that nothing was inputted.":
+        return EmptyMessageError(
+            "the site found the message empty (it rejects '' and '0'): " + message,
+            site_message=message,
+        )
+    if message == "You are not allowed to access this feature.":
+        return IPBannedError("the site bans this IP address: " + message, site_message=message)
+    if "prohibited words" in message:
+        return MessageFlaggedError("the site refused the message: " + message, site_message=message)
+    if message.startswith("Unable to initialize the AI instance"):
+        return SiteError("the site's AI is not set up: " + message, site_message=message)
+    return UpstreamError("the model behind the site failed: " + message, site_message=message)
+
+
+def _flag_error(obj: dict[str, Any]) -> ChatGpttError | None:
+    for flag in CONTROL_FLAGS:
+        if obj.get(flag):
+            message = obj.get("msg")
+            text = message if isinstance(message, str) and message else flag
+            return _control_error(flag)(f"the site stopped the answer ({flag}): {text}", site_message=text)
+    return None
+
+
+def decode_json_reply(body: bytes, url: str) -> str:
+    """The answer text of a JSON reply (PROTOCOL.md §4), or the typed error it carries."""
+    try:
+        obj = json.loads(body)
+    except UnicodeDecodeError:
+        obj = _loads_or_fail(body.decode("utf-8", "replace"), body, url)
+    except ValueError:
+        raise MalformedResponseError("the JSON reply does not parse", url=url, preview=excerpt(body)) from None
+    if not isinstance(obj, dict):
+        raise MalformedResponseError("the JSON reply is not an object", url=url, preview=excerpt(body))
+    flagged = _flag_error(obj)
+    if flagged is not None:
+        raise flagged
+    status = obj.get("status")
+    if status == "success":
+        data = obj.get("data")
+        if isinstance(data, str):
+            return data
+        raise MalformedResponseError("a success reply without text in 'data'", url=url, preview=excerpt(body))
+    if status == "error":
+        message = obj.get("msg")
+        raise site_error(message if isinstance(message, str) else repr(message), url)
+    raise MalformedResponseError("a JSON reply without a known 'status'", url=url, preview=excerpt(body))
+
+
+def _loads_or_fail(text: str, body: bytes, url: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise MalformedResponseError("the JSON reply does not parse", url=url, preview=excerpt(body)) from None
+
+
+class StreamInterpreter:
+    """Turns the plugin's SSE events into answer text, or raises what they mean.
+
+    - OpenAI chunks: the text of ``choices[0].delta.content`` or ``choices[0].text``.
+      The answer ends at ``[DONE]``, at a ``finish_reason`` (later frames are not
+      answer text) or at the end of the stream.
+    - The plugin's upstream-error form (PROTOCOL.md §5, §7): the first frame has no
+      ``id``/``object``, comes as ``event: message``, and carries a word of the error
+      message (not JSON-escaped, so it may not parse). Its words are collected, never
+      yielded, and raised as :class:`UpstreamError` at its finish frame, ``[LIMITED]``
+      or the end of the stream.
+    - Control frames (``{"msg":…,"ipBanned":true}`` …) and ``{"error":{…}}`` raise
+      their typed errors; ``[LIMITED]`` is the site giving up mid-answer.
+    - A frame that is not JSON, or JSON of an unknown shape, is a
+      :class:`MalformedResponseError` naming the frame: text is never dropped silently.
+    """
+
+    __slots__ = ("_error_words", "_mode", "done", "finished", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done = False
+        self.finished = False
+        self._mode: str | None = None
+        self._error_words: list[str] = []
+
+    def feed(self, events: Iterable[ServerSentEvent]) -> str:
+        """The answer text these events carry, joined; raises on an error or control frame."""
+        parts: list[str] = []
+        for event in events:
+            if self.done:
+                break
+            data = event.data
+            if data == "[DONE]":
+                self.done = True
+                break
+            if data == "[LIMITED]":
+                raise self._limited()
+            if self.finished:
+                continue
+            text = self._text_of(event, data)
+            if text:
+                parts.append(text)
+        return "".join(parts)
+
+    def end(self) -> None:
+        """The stream ended; raises if what came so far was an error, not an answer."""
+        if self._mode == "error":
+            raise self._upstream()
+
+    def _text_of(self, event: ServerSentEvent, data: str) -> str:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            match = _ERROR_WORD.fullmatch(data)
+            if match is not None and self._mode in (None, "error") and event.event == "message":
+                self._mode = "error"
+                self._error_words.append(match.group(1))
+                return ""
+            raise MalformedResponseError(
+                "a stream frame is not valid JSON", url=self.url, preview=excerpt(data)
+            ) from None
+        if not isinstance(obj, dict):
+            raise MalformedResponseError("a stream frame is not a JSON object", url=self.url, preview=excerpt(data))
+        if self._mode is None:
+            is_error_form = event.event == "message" and "id" not in obj and "object" not in obj
+            self._mode = "error" if is_error_form and "choices" in obj else "answer"
+        flagged = _flag_error(obj)
+        if flagged is not None:
+            raise flagged
+        error = obj.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            text = message if isinstance(message, str) else json.dumps(error)
+            raise UpstreamError("the model behind the site failed: " + text, site_message=text)
+        choices = obj.get("choices")
+        if choices is None:
+            raise MalformedResponseError(
+                "a stream frame without 'choices'", url=self.url, preview=excerpt(data)
+            )
+        if not isinstance(choices, list):
+            raise MalformedResponseError("'choices' is not a list", url=self.url, preview=excerpt(data))
+        if not choices:
+            return ""  # e.g. Azure's prompt-filter frame
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise MalformedResponseError("a choice is not an object", url=self.url, preview=excerpt(data))
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if text is None:
+            text = choice.get("text")
+        if text is not None and not isinstance(text, str):
+            raise MalformedResponseError("the text of a frame is not a string", url=self.url, preview=excerpt(data))
+        if self._mode == "error":
+            if text:
+                self._error_words.append(text)
+            if choice.get("finish_reason"):
+                raise self._upstream()
+            return ""
+        if choice.get("finish_reason"):
+            self.finished = True
+        return text or ""
+
+    def _upstream(self) -> UpstreamError:
+        message = "".join(self._error_words).strip() or "(no message)"
+        return UpstreamError("the model behind the site failed: " + message, site_message=message)
+
+    def _limited(self) -> UpstreamError:
+        if self._mode == "error":
+            return self._upstream()
+        return UpstreamError(
+            "the site broke off the answer ([LIMITED]): it hit an error while relaying it",
+            site_message="[LIMITED]",
+        )
+
+
+async def _sse_texts(body: Body, url: str, max_line_bytes: int) -> AsyncIterator[str]:
+    decoder = SSEDecoder(max_line_bytes=max_line_bytes)
+    interpreter = StreamInterpreter(url)
+    drained = 0
+    try:
+        async for chunk in body:
+            try:
+                events = decoder.feed(chunk)
+            except SSELineTooLongError as exc:
+                raise ResponseTooLargeError("a stream line", max_line_bytes, url=url) from exc
+            if interpreter.finished:
+                drained += len(chunk)
+            if events:
+                text = interpreter.feed(events)
+                if text:
+                    yield text
+                if interpreter.done:
+                    return
+            if interpreter.finished and drained > DRAIN_LIMIT:
+                return
+        interpreter.feed(decoder.close())
+        interpreter.end()
+    finally:
+        await body.aclose()
+
+
+class _Prefixed:
+    """A body with its first, already-read chunk put back in front."""
+
+    __slots__ = ("_body", "_first")
+
+    def __init__(self, first: bytes, body: Body) -> None:
+        self._first: bytes | None = first
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        async for chunk in self._body:
+            yield chunk
+
+    async def read(self, limit: int) -> bytes:
+        first, self._first = self._first or b"", None
+        if len(first) > limit:
+            raise ResponseTooLargeError("the reply", limit)
+        return first + await self._body.read(limit - len(first))
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
+
+
+_SSE_START = (b"data:", b"event:", b"id:", b"retry:", b":")
+
+
+async def _sniff(body: Body) -> tuple[str, Body]:
+    """Guess ``json`` or ``sse`` from the first bytes when the Content-Type does not say."""
+    async for chunk in body:
+        if chunk.strip():
+            start = chunk.lstrip().removeprefix(b"\xef\xbb\xbf")
+            kind = "json" if start.startswith((b"{", b"[")) else ("sse" if start.startswith(_SSE_START) else "other")
+            return kind, _Prefixed(chunk, body)
+    return "empty", body
+
+
+@attrs.frozen
+class DecodeReply:
+    """Decode the reply by its ``Content-Type`` into a primed :class:`TextStream`.
+
+    ``text/event-stream`` is streamed through the SSE decoder; JSON is read whole
+    (up to ``Limits.max_body_bytes``). Anything else is sniffed: hosts mislabel
+    replies, and a challenge page can arrive with status 200.
+    """
+
+    name: str = "decode"
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        reply = require(exchange.reply, self.name, "reply")
+        limits = exchange.call.settings.limits
+        body: Body = reply.body
+        media = reply.media_type
+        try:
+            if media == "text/event-stream":
+                kind = "sse"
+            elif media == "application/json" or media.endswith("+json"):
+                kind = "json"
+            else:
+                kind, body = await _sniff(body)
+            if kind == "json":
+                raw = await body.read(limits.max_body_bytes)
+                await body.aclose()
+                stream = TextStream.of(decode_json_reply(raw, reply.url))
+            elif kind == "sse":
+                stream = TextStream(
+                    _sse_texts(body, reply.url, limits.max_event_bytes), on_close=body.aclose
+                )
+            else:
+                raise await self._unexpected(body, media or "no Content-Type", reply.url)
+        except BaseException:
+            await body.aclose()
+            raise
+        try:
+            await stream.prime()
+        except BaseException:
+            await stream.aclose()
+            raise
+        return attrs.evolve(exchange, text=stream)
+
+    @staticmethod
+    async def _unexpected(body: Body, media: str, url: str) -> ChatGpttError:
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in body:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= ERROR_PREVIEW_BYTES:
+                    break
+        except ChatGpttError:
+            pass
+        preview = b"".join(parts)
+        marker = challenge_marker(preview)
+        if marker is not None:
+            return BotProtectionError(url, 200, marker)
+        if not preview.strip():
+            return MalformedResponseError("an empty reply", url=url)
+        return MalformedResponseError(
+            f"expected JSON or an event stream, got {media}", url=url, preview=excerpt(preview)
+        )

@@ -1,0 +1,74 @@
+"""Transport: POST the form to the AJAX endpoint and map the status to typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlencode, urlsplit
+
+import attrs
+
+from .core import Exchange, Reply, require
+from .http import ERROR_PREVIEW_BYTES, ResponseBody, classify_failure, send
+
+__all__ = ["PostForm", "post_headers"]
+
+_ACCEPT = "text/event-stream, application/json;q=0.9, */*;q=0.8"
+
+
+def post_headers(site_headers: Mapping[str, str], page_url: str) -> dict[str, str]:
+    """The headers of the plugin's own script posting from ``page_url``."""
+    parts = urlsplit(page_url)
+    return {
+        **site_headers,
+        "Accept": _ACCEPT,
+        "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
+        "Origin": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}",
+        "Referer": page_url,
+        "X-Requested-With": "XMLHttpRequest",
+    }
+
+
+@attrs.frozen
+class PostForm:
+    """POST the form, form-urlencoded, to the AJAX URL the page named.
+
+    A 200 reply is handed on with its body unread (the decode stage streams it);
+    any other status is read only far enough to classify it — a rejected nonce,
+    WordPress's ``400 0``, a challenge page, a rate limit — and raised as such.
+    Redirects are not followed: a POST that is redirected lost its body.
+    """
+
+    name: str = "transport"
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        call = exchange.call
+        settings = call.settings
+        tokens = require(exchange.tokens, self.name, "tokens")
+        form = require(exchange.form, self.name, "form")
+        url = tokens.ajax_url
+        response = await send(
+            call,
+            "POST",
+            url,
+            headers=post_headers(settings.site.headers, tokens.page_url),
+            data=urlencode(form).encode("ascii"),
+            allow_redirects=False,
+        )
+        body = ResponseBody(
+            response,
+            url=url,
+            idle=settings.timeouts.idle,
+            deadline=call.deadline,
+            total=settings.timeouts.total,
+            max_bytes=settings.limits.max_stream_bytes,
+        )
+        if response.status != 200:
+            try:
+                preview = await body.read_prefix(ERROR_PREVIEW_BYTES)
+            finally:
+                await body.aclose()
+            raise classify_failure(
+                response.status, response.headers, preview, url, action=tokens.action
+            )
+        reply = Reply(url=url, status=200, headers=response.headers, body=body)
+        return attrs.evolve(exchange, reply=reply)

@@ -1,0 +1,75 @@
+"""Shared test helpers: building calls and exchanges without a server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+from stages.cache import TokenCache
+from stages.config import RetryPolicy, Settings, Site
+from stages.core import Call, Exchange, Message
+
+VECTORS = Path(__file__).parent / "vectors"
+
+
+class FakeSleep:
+    """An injected ``sleep`` that records the delays it was asked for and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def fake_sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+def make_call(
+    session: aiohttp.ClientSession,
+    *,
+    url: str = "http://127.0.0.1:9",
+    retry: RetryPolicy | None = None,
+    cache: TokenCache | None = None,
+    **settings_changes: Any,
+) -> Call:
+    """A call to ``url`` with test-friendly settings."""
+    settings = Settings(site=Site.at(url), **settings_changes)
+    if retry is not None:
+        settings = attrs.evolve(settings, retry=retry)
+    return Call(
+        request_id="test",
+        model="gpt-4o",
+        messages=(Message("user", "Hello"),),
+        settings=settings,
+        session=session,
+        client_id="Ab3dE5gH9k",
+        token_cache=cache,
+    )
+
+
+@pytest.fixture
+def exchange_for(session: aiohttp.ClientSession) -> Callable[..., Exchange]:
+    def build(**kwargs: Any) -> Exchange:
+        return Exchange(call=make_call(session, **kwargs))
+
+    return build
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine from a synchronous (e.g. hypothesis) test."""
+    return asyncio.run(coro)
