@@ -145,7 +145,7 @@ class StreamInterpreter:
       :class:`MalformedResponseError` naming the frame: text is never dropped silently.
     """
 
-    __slots__ = ("_error_words", "_mode", "done", "finished", "url")
+    __slots__ = ("_error_words", "_mode", "_pending", "done", "finished", "url")
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -153,28 +153,47 @@ class StreamInterpreter:
         self.finished = False
         self._mode: str | None = None
         self._error_words: list[str] = []
+        self._pending: ChatGpttError | None = None
 
     def feed(self, events: Iterable[ServerSentEvent]) -> str:
-        """The answer text these events carry, joined; raises on an error or control frame."""
+        """The answer text these events carry, joined.
+
+        An error frame raises — after the text that preceded it: when text came
+        first in the same batch, that text is returned and the error is kept for
+        :meth:`check` (so the caller gets everything the site sent, in order).
+        """
+        self.check()
         parts: list[str] = []
-        for event in events:
-            if self.done:
-                break
-            data = event.data
-            if data == "[DONE]":
-                self.done = True
-                break
-            if data == "[LIMITED]":
-                raise self._limited()
-            if self.finished:
-                continue
-            text = self._text_of(event, data)
-            if text:
-                parts.append(text)
+        try:
+            for event in events:
+                if self.done:
+                    break
+                data = event.data
+                if data == "[DONE]":
+                    self.done = True
+                    break
+                if data == "[LIMITED]":
+                    raise self._limited()
+                if self.finished:
+                    continue
+                text = self._text_of(event, data)
+                if text:
+                    parts.append(text)
+        except ChatGpttError as exc:
+            if not parts:
+                raise
+            self._pending = exc
         return "".join(parts)
+
+    def check(self) -> None:
+        """Raise the error that followed the text last returned, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            raise pending
 
     def end(self) -> None:
         """The stream ended; raises if what came so far was an error, not an answer."""
+        self.check()
         if self._mode == "error":
             raise self._upstream()
 
@@ -260,6 +279,7 @@ async def _sse_texts(body: Body, url: str, max_line_bytes: int) -> AsyncIterator
                 text = interpreter.feed(events)
                 if text:
                     yield text
+                    interpreter.check()
                 if interpreter.done:
                     return
             if interpreter.finished and drained > DRAIN_LIMIT:
