@@ -208,6 +208,8 @@ class ResponseBody:
                 data = await self._wait()
                 if not data:
                     raise StopAsyncIteration
+        except ChatGpttError:
+            raise
         except (aiohttp.ClientError, OSError) as exc:
             raise self._broken(exc) from exc
         self.received += len(data)

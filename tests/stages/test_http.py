@@ -1,0 +1,214 @@
+"""The network seam: status classification, Retry-After, body reading limits and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stages.config import Timeouts
+from stages.errors import (
+    BotProtectionError,
+    CloudflareOriginError,
+    HTTPStatusError,
+    NonceRejectedError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ResponseTooLargeError,
+    ServerError,
+    UnknownActionError,
+)
+from stages.http import ResponseBody, classify_failure, parse_retry_after, send
+from tests.conftest import VECTORS, make_call
+
+URL = "https://chatgptt.me/wp-admin/admin-ajax.php"
+CLASSIC = VECTORS / "classic"
+CHALLENGE = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body></body></html>"
+
+
+def test_nonce_pages_from_the_captures_are_nonce_rejections() -> None:
+    for name in ("bad_nonce", "bad_nonce_referer", "missing_nonce"):
+        error = classify_failure(403, {"Content-Type": "text/html"}, (CLASSIC / f"{name}.body").read_bytes(), URL)
+        assert isinstance(error, NonceRejectedError), name
+
+
+def test_unknown_action_is_recognised() -> None:
+    error = classify_failure(400, {}, (CLASSIC / "unknown_action.body").read_bytes(), URL, action="wpaicg_x")
+    assert isinstance(error, UnknownActionError) and error.action == "wpaicg_x"
+
+
+def test_critical_error_page_is_a_server_error_with_a_readable_excerpt() -> None:
+    body = (CLASSIC / "json_history_roles.body").read_bytes()
+    error = classify_failure(500, {"Content-Type": "text/html; charset=UTF-8"}, body, URL)
+    assert isinstance(error, ServerError)
+    assert "There has been a critical error on this website." in str(error)
+    assert "<p>" not in str(error)
+
+
+@pytest.mark.parametrize("status", [403, 503, 429])
+def test_challenge_pages_are_bot_protection_whatever_the_status(status: int) -> None:
+    error = classify_failure(status, {"Content-Type": "text/html"}, CHALLENGE, URL)
+    assert isinstance(error, BotProtectionError)
+    assert "bot protection page from https://chatgptt.me" in str(error)
+
+
+def test_rate_limits_carry_retry_after() -> None:
+    error = classify_failure(429, {"Retry-After": "12"}, b"slow down", URL)
+    assert isinstance(error, RateLimitError) and error.retry_after == 12.0
+
+
+@pytest.mark.parametrize(("status", "kind"), [(520, CloudflareOriginError), (527, CloudflareOriginError), (502, ServerError), (404, HTTPStatusError)])
+def test_statuses_map_to_their_types(status: int, kind: type) -> None:
+    error = classify_failure(status, {}, b"oops", URL)
+    assert type(error) is kind and error.status == status  # type: ignore[attr-defined]
+
+
+def test_redirects_name_their_target() -> None:
+    error = classify_failure(302, {"Location": "https://chatgptt.me/login"}, b"", URL)
+    assert "redirected to https://chatgptt.me/login" in str(error)
+
+
+def test_retry_after_forms() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after({"Retry-After": "30"}) == 30.0
+    date = email.utils.formatdate(now + 90, usegmt=True)
+    assert parse_retry_after({"Retry-After": date}, now=now) == pytest.approx(90, abs=1)
+    assert parse_retry_after({"Retry-After": email.utils.formatdate(now - 90, usegmt=True)}, now=now) == 0.0
+    assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+@given(st.integers(min_value=0, max_value=10**6))
+def test_retry_after_seconds_round_trip(seconds: int) -> None:
+    assert parse_retry_after({"Retry-After": str(seconds)}) == float(seconds)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """Start a throwaway aiohttp server on a free loopback port with one handler."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/", handler)
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def body_reader(response: aiohttp.ClientResponse, url: str, **limits: float | int | None) -> ResponseBody:
+    options: dict[str, float | int | None] = {"idle": 5.0, "deadline": None, "total": None, "max_bytes": None}
+    options.update(limits)
+    return ResponseBody(response, url=url, **options)  # type: ignore[arg-type]
+
+
+async def test_body_chunks_arrive_as_sent_and_release_the_connection(serve, session) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for part in (b"one", b"two", b"three"):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    url = await serve(handler)
+    response = await send(make_call(session, url=url), "GET", url, headers={})
+    body = body_reader(response, url)
+    assert b"".join([chunk async for chunk in body]) == b"onetwothree"
+    await body.aclose()
+    assert body.received == 11
+
+
+async def test_idle_limit_names_itself(serve, session) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first")
+        await release.wait()  # never set: the client must give up on its own
+        return response
+
+    url = await serve(handler)
+    response = await send(make_call(session, url=url), "GET", url, headers={})
+    body = body_reader(response, url, idle=0.05)
+    chunks = []
+    with pytest.raises(ProviderTimeoutError) as info:
+        async for chunk in body:
+            chunks.append(chunk)
+    assert chunks == [b"first"]
+    assert (info.value.limit, info.value.seconds) == ("idle", 0.05)
+    await body.aclose()
+
+
+async def test_first_byte_limit_covers_the_wait_for_headers(serve, session) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response()
+
+    url = await serve(handler)
+    call = make_call(session, url=url, timeouts=Timeouts(first_byte=0.05))
+    with pytest.raises(ProviderTimeoutError) as info:
+        await send(call, "GET", url, headers={})
+    assert info.value.limit == "first_byte"
+
+
+async def test_a_broken_chunked_body_is_a_connection_error(serve, session) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"partial")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    url = await serve(handler)
+    response = await send(make_call(session, url=url), "GET", url, headers={})
+    body = body_reader(response, url)
+    with pytest.raises(ProviderConnectionError, match="broke after"):
+        async for _ in body:
+            pass
+    await body.aclose()
+
+
+async def test_size_limits(serve, session) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"x" * 1000)
+
+    url = await serve(handler)
+    response = await send(make_call(session, url=url), "GET", url, headers={})
+    with pytest.raises(ResponseTooLargeError, match="100 bytes"):
+        await body_reader(response, url).read(100)
+    response.close()
+    response = await send(make_call(session, url=url), "GET", url, headers={})
+    with pytest.raises(ResponseTooLargeError):
+        async for _ in body_reader(response, url, max_bytes=10):
+            pass
+    response.close()
+
+
+async def test_refused_connection_is_a_clear_connection_error(session) -> None:
+    url = "http://127.0.0.1:9/"  # discard port: nothing listens on loopback here
+    with pytest.raises(ProviderConnectionError, match="cannot connect to 127.0.0.1:9"):
+        await send(make_call(session, url=url), "GET", url, headers={})
