@@ -34,7 +34,7 @@ from stages.errors import (
     redact_url,
 )
 from stages.layers import assemble, log
-from stages.payload import BuildPayload, conversation_client_id, normalize_messages
+from stages.payload import PROCESS_SALT, BuildPayload, conversation_client_id, normalize_messages
 from stages.tokens import ExtractTokens
 from stages.transport import PostForm
 
@@ -43,8 +43,6 @@ from .session import SessionRegistry
 
 __all__ = ["ChatGptt", "standard_pipeline"]
 
-#: Makes this process's conversation client ids unlinkable to other processes'.
-_CLIENT_ID_SALT = os.urandom(16)
 _CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _HISTORY_MODES = ("messages", "flatten")
 #: Options the caller may pass as keyword arguments; any others go to ``Call.options``.
@@ -296,7 +294,7 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
             settings=settings,
             session=session,
             proxy=proxy or None,
-            client_id=client_id or conversation_client_id(validated, salt=_CLIENT_ID_SALT),
+            client_id=client_id or conversation_client_id(validated, salt=PROCESS_SALT),
             deadline=None if total is None else loop.time() + total,
             token_cache=cls.token_cache,
             options=extra,

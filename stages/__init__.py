@@ -21,29 +21,67 @@ from .core import (
     require,
     stage,
 )
+from .bootstrap import FetchPage
+from .cache import TokenCache
+from .decode import DecodeReply, StreamInterpreter, decode_json_reply
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
+from .layers import Layer, assemble, refreshing_nonce, retrying, timeout, token_cached, traced
+from .payload import (
+    BuildPayload,
+    build_form,
+    conversation_client_id,
+    flatten_prompt,
+    normalize_messages,
+    safe_history_text,
+)
+from .sse import ServerSentEvent, SSEDecoder
+from .tokens import ExtractTokens, extract_tokens
+from .transport import PostForm
 
 __all__ = [
     "DEFAULT_HEADERS",
     "Body",
+    "BuildPayload",
     "Call",
+    "DecodeReply",
     "Exchange",
+    "ExtractTokens",
+    "FetchPage",
     "FunctionStage",
+    "Layer",
     "Limits",
     "Message",
     "Page",
     "Pipeline",
+    "PostForm",
     "Reply",
     "RetryPolicy",
+    "SSEDecoder",
+    "ServerSentEvent",
     "Settings",
     "Site",
     "Stage",
+    "StreamInterpreter",
     "TextStream",
     "Timeouts",
+    "TokenCache",
     "Tokens",
+    "assemble",
+    "build_form",
+    "conversation_client_id",
+    "decode_json_reply",
+    "extract_tokens",
+    "flatten_prompt",
     "is_retryable",
+    "normalize_messages",
+    "refreshing_nonce",
     "require",
+    "retrying",
+    "safe_history_text",
     "stage",
+    "timeout",
+    "token_cached",
+    "traced",
     *_errors_all,
 ]

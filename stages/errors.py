@@ -239,11 +239,9 @@ class TokensNotFoundError(ChatGpttError, RuntimeError):
     def __init__(self, url: str, missing: tuple[str, ...] | list[str], hint: str = "") -> None:
         self.url = redact_url(url)
         self.missing = tuple(missing)
-        tail = f"; {hint}" if hint else ""
-        super().__init__(
-            f"no {' and no '.join(self.missing)} found in the page at {self.url}: "
-            f"it is not a chat page of the AI Power plugin{tail}"
-        )
+        self.hint = hint
+        why = hint or "it is not a chat page of the AI Power plugin"
+        super().__init__(f"no {' and no '.join(self.missing)} found in the page at {self.url}: {why}")
 
 
 class NonceRejectedError(ChatGpttError):

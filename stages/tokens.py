@@ -1,0 +1,399 @@
+"""Token extraction: the nonce, post id, bot id and AJAX URL from the landing page (pure).
+
+The page is read with a small HTML tokenizer of its own rather than regular
+expressions over the raw text: comments, ``<script>``/``<style>`` contents and
+quoted attribute values are skipped the way a browser skips them, so text that
+merely looks like the chat container never wins over the real one. The
+tokenizer is linear in the page's length (``html.parser`` of Python 3.11 is
+quadratic on some malformed input, and the page comes from the network).
+"""
+
+from __future__ import annotations
+
+import functools
+import html as html_entities
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import attrs
+
+from .core import Exchange, Tokens, require
+from .errors import BotProtectionError, TokensNotFoundError
+from .protection import challenge_marker
+
+__all__ = [
+    "AIPKIT_HINT",
+    "CONTAINER_CLASSES",
+    "ExtractTokens",
+    "extract_tokens",
+]
+
+#: Class names that mark the classic chat container: the shortcode and the widget.
+CONTAINER_CLASSES: frozenset[str] = frozenset({"wpaicg-chat-shortcode", "wpaicg-chatbox"})
+
+#: What a :class:`TokensNotFoundError` adds when the page carries the newer chat.
+AIPKIT_HINT = (
+    "the page carries the AIPKit chat of plugin release 2.3 or later "
+    "(aipkit_* AJAX actions), a dialect this client does not speak"
+)
+
+_WIDGET_CLASS = "wpaicg-chatbox"
+_AIPKIT_CLASSES = frozenset({"aipkit_chat_container", "aipkit_popup_wrapper"})
+_AIPKIT_CONFIG_KEYS = frozenset({"botId", "ajaxUrl", "nonce"})
+
+# A WordPress nonce is 10 lowercase hex characters; accept any short alphanumeric
+# token so that a site with a customised nonce still works, but not template junk.
+_NONCE = re.compile(r"[A-Za-z0-9]{1,64}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_BODY_POST_ID = re.compile(r"(?:^|[\t\n\f\r ])(?:page-id|postid)-([0-9]{1,20})(?=[\t\n\f\r ]|$)")
+_PARAMS_ASSIGNMENT = re.compile(r"\bwpaicgParams\s*=\s*(?=\{)")
+_MAX_PARAMS_ATTEMPTS = 8  # each attempt may scan far; a few bound the work on hostile pages
+
+# --- the tokenizer -------------------------------------------------------------------------
+
+_HTML_SPACE = "\t\n\f\r "
+# Elements whose content is text to the browser, never tags (WHATWG raw text and RCDATA).
+_RAW_TEXT_ELEMENTS = frozenset(
+    {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript"}
+)
+_COMMENT_END = re.compile(r"--!?>")
+_SPACE_RUN = re.compile(r"[\t\n\f\r ]*")
+_SPACE_OR_SLASH_RUN = re.compile(r"[\t\n\f\r /]*")
+_TAG_NAME = re.compile(r"[^\t\n\f\r />]*")
+_ATTRIBUTE_NAME = re.compile(r"[^\t\n\f\r />][^\t\n\f\r />=]*")
+_UNQUOTED_VALUE = re.compile(r"[^\t\n\f\r >]*")
+_CLASS_SEPARATOR = re.compile(r"[\t\n\f\r ]+")
+
+
+@attrs.frozen
+class _StartTag:
+    """A start tag as a browser reads it; ``text`` is the content of a raw-text element."""
+
+    name: str
+    attributes: Mapping[str, str]
+    text: str | None = None
+
+
+@functools.cache
+def _raw_text_end(name: str) -> re.Pattern[str]:
+    """The end tag that closes the raw-text element ``name`` (any letter case)."""
+    return re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE | re.ASCII)
+
+
+def _skip(run: re.Pattern[str], page: str, position: int) -> int:
+    """The index just after the run of ``run`` characters that starts at ``position``."""
+    match = run.match(page, position)
+    return match.end() if match else position
+
+
+def _is_ascii_letter(character: str) -> bool:
+    return character.isascii() and character.isalpha()
+
+
+def _read_tag(page: str, start: int) -> tuple[str, dict[str, str], int] | None:
+    """Read the tag whose name starts at ``start``: name, attributes, the index after ``>``.
+
+    ``None`` when the page ends inside the tag (a browser drops such a tag).
+    Attribute names are lower-cased, values entity-decoded; a repeated attribute
+    keeps its first value, as in a browser.
+    """
+    end = len(page)
+    position = _skip(_TAG_NAME, page, start)
+    name = page[start:position].lower()
+    attributes: dict[str, str] = {}
+    while True:
+        position = _skip(_SPACE_OR_SLASH_RUN, page, position)
+        if position >= end:
+            return None
+        if page[position] == ">":
+            return name, attributes, position + 1
+        attribute_match = _ATTRIBUTE_NAME.match(page, position)
+        assert attribute_match is not None  # page[position] is not space, "/" or ">"
+        attribute = attribute_match.group().lower()
+        after_name = _skip(_SPACE_RUN, page, attribute_match.end())
+        value = ""
+        if after_name < end and page[after_name] == "=":
+            value_start = _skip(_SPACE_RUN, page, after_name + 1)
+            if value_start >= end:
+                return None
+            quote = page[value_start]
+            if quote in "\"'":
+                closing = page.find(quote, value_start + 1)
+                if closing < 0:
+                    return None
+                value = page[value_start + 1 : closing]
+                position = closing + 1
+            else:
+                position = _skip(_UNQUOTED_VALUE, page, value_start)
+                value = page[value_start:position]
+        else:
+            position = after_name
+        if attribute not in attributes:
+            attributes[attribute] = html_entities.unescape(value) if "&" in value else value
+
+
+def _start_tags(page: str) -> Iterator[_StartTag]:
+    """The page's start tags in document order, skipping comments, end tags and text.
+
+    A simplified WHATWG tokenizer: enough to tell a real tag from one inside a
+    comment, a script or an attribute value. Every step moves forward, so the
+    whole page is read in linear time.
+    """
+    end = len(page)
+    position = 0
+    while True:
+        opening = page.find("<", position)
+        if opening < 0 or opening + 1 >= end:
+            return
+        following = page[opening + 1]
+        if page.startswith("!--", opening + 1):
+            # "<!-->" and "<!--->" are complete (empty) comments, hence the search from "--".
+            closing = _COMMENT_END.search(page, opening + 2)
+            if closing is None:
+                return
+            position = closing.end()
+        elif following in "!?" or (
+            following == "/" and not _is_ascii_letter(page[opening + 2 : opening + 3])
+        ):
+            # A doctype, CDATA, processing instruction or "</>": a bogus comment up to ">".
+            closing_index = page.find(">", opening + 2)
+            if closing_index < 0:
+                return
+            position = closing_index + 1
+        elif following == "/":
+            end_tag = _read_tag(page, opening + 2)
+            if end_tag is None:
+                return
+            position = end_tag[2]
+        elif _is_ascii_letter(following):
+            tag = _read_tag(page, opening + 1)
+            if tag is None:
+                return
+            name, attributes, position = tag
+            if name in _RAW_TEXT_ELEMENTS:
+                closing = _raw_text_end(name).search(page, position)
+                text_end = end if closing is None else closing.start()
+                yield _StartTag(name, attributes, page[position:text_end])
+                if closing is None:
+                    return
+                position = text_end
+            else:
+                yield _StartTag(name, attributes)
+        else:
+            position = opening + 1  # a "<" that opens nothing is text
+
+
+# --- reading the tokens --------------------------------------------------------------------
+
+
+def _classes(attributes: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(_CLASS_SEPARATOR.split(attributes.get("class", "")))
+
+
+def _valid(pattern: re.Pattern[str], value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip(_HTML_SPACE)
+    return value if pattern.fullmatch(value) else None
+
+
+def _http_url(candidate: object, base: str) -> str | None:
+    """``candidate`` resolved against ``base`` if it is an http(s) URL with a host."""
+    if not isinstance(candidate, str) or not candidate.strip():
+        return None
+    candidate = candidate.strip()
+    try:
+        if candidate.startswith("//") and not urlsplit(candidate).hostname:
+            return None  # urljoin would quietly give back the base
+        resolved = urljoin(base, candidate)
+        parts = urlsplit(resolved)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return resolved
+    except ValueError:
+        pass
+    return None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _wpaicg_params(script: str) -> dict[str, Any] | None:
+    """The object of ``var wpaicgParams = {...}`` in an inline script, if it decodes."""
+    decoder = json.JSONDecoder()
+    for attempt, match in enumerate(_PARAMS_ASSIGNMENT.finditer(script)):
+        if attempt >= _MAX_PARAMS_ATTEMPTS:
+            break
+        try:
+            value, _end = decoder.raw_decode(script, match.end())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _is_aipkit_config(value: str) -> bool:
+    if "botId" not in value:  # cheap test before decoding
+        return False
+    try:
+        config = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(config, dict) and config.keys() >= _AIPKIT_CONFIG_KEYS
+
+
+@attrs.define
+class _PageScan:
+    """What one pass over the page found."""
+
+    first_container: Mapping[str, str] | None = None
+    nonce_container: Mapping[str, str] | None = None
+    body_post_id: str | None = None
+    shortlink_post_id: str | None = None
+    params: dict[str, Any] | None = None
+    aipkit: bool = False
+
+    @classmethod
+    def of(cls, page: str) -> _PageScan:
+        scan = cls()
+        for tag in _start_tags(page):
+            scan._see(tag)
+        return scan
+
+    def _see(self, tag: _StartTag) -> None:
+        attributes = tag.attributes
+        classes = _classes(attributes)
+        if classes & CONTAINER_CLASSES:
+            if self.first_container is None:
+                self.first_container = attributes
+            if self.nonce_container is None and _valid(_NONCE, attributes.get("data-nonce")):
+                self.nonce_container = attributes
+        if not self.aipkit and (
+            classes & _AIPKIT_CLASSES
+            or ("data-config" in attributes and _is_aipkit_config(attributes["data-config"]))
+        ):
+            self.aipkit = True
+        if tag.name == "body" and self.body_post_id is None:
+            found = _BODY_POST_ID.search(attributes.get("class", ""))
+            self.body_post_id = found.group(1) if found else None
+        elif tag.name == "link" and self.shortlink_post_id is None:
+            if "shortlink" in attributes.get("rel", "").lower().split():
+                self.shortlink_post_id = _post_id_in_link(attributes.get("href", ""))
+        elif (
+            tag.name == "script"
+            and self.params is None
+            and tag.text is not None
+            and "src" not in attributes
+            and "wpaicgParams" in tag.text
+        ):
+            self.params = _wpaicg_params(tag.text)
+
+
+def _post_id_in_link(href: str) -> str | None:
+    try:
+        query = parse_qs(urlsplit(href).query)
+    except ValueError:
+        return None
+    for key in ("p", "page_id"):
+        for value in query.get(key, ()):
+            if _DIGITS.fullmatch(value):
+                return value
+    return None
+
+
+def extract_tokens(
+    html: str, page_url: str, *, fallback_ajax_url: str, status: int = 200
+) -> Tokens:
+    """The chat tokens carried by a landing page.
+
+    The container is the first element whose class list holds
+    ``wpaicg-chat-shortcode`` or ``wpaicg-chatbox`` and that has a valid
+    ``data-nonce`` (else the first such element). Fallbacks, in order: the
+    nonce from ``wpaicgParams.search_nonce``; the post id from the body class
+    (``page-id-N``, ``postid-N``) and then the shortlink (``?p=N``); the AJAX URL
+    from ``wpaicgParams.ajax_url``, else ``fallback_ajax_url``; the site URL from
+    ``data-url``, else the origin of ``page_url``.
+
+    Args:
+        html: the page's text.
+        page_url: where the page came from (after redirects); relative URLs
+            are resolved against it.
+        fallback_ajax_url: the endpoint to use when the page names none.
+        status: the page's HTTP status, for the error raised on a challenge page.
+
+    Raises:
+        BotProtectionError: the page is a bot-protection challenge.
+        TokensNotFoundError: the nonce or the post id is missing; ``missing``
+            names which, and the hint says when the site runs the AIPKit dialect.
+    """
+    scan = _PageScan.of(html)
+    params = scan.params or {}
+    container = scan.nonce_container or scan.first_container or {}
+
+    nonce = _valid(_NONCE, container.get("data-nonce"))
+    source: Literal["container", "wpaicgParams"] = "container"
+    if nonce is None:
+        search_nonce = params.get("search_nonce")
+        nonce = _valid(_NONCE, search_nonce) if isinstance(search_nonce, str) else None
+        source = "wpaicgParams"
+    post_id = (
+        _valid(_DIGITS, container.get("data-post-id"))
+        or scan.body_post_id
+        or scan.shortlink_post_id
+    )
+
+    missing = [what for what, value in (("nonce", nonce), ("post id", post_id)) if value is None]
+    if nonce is None or post_id is None:
+        marker = challenge_marker(html)
+        if marker is not None:
+            raise BotProtectionError(page_url, status, marker)
+        raise TokensNotFoundError(page_url, missing, hint=_missing_hint(scan, missing))
+
+    chat_type: Literal["shortcode", "widget"] = (
+        "widget"
+        if container.get("data-type", "").strip().lower() == "widget"
+        or _WIDGET_CLASS in _classes(container)
+        else "shortcode"
+    )
+    return Tokens(
+        nonce=nonce,
+        post_id=post_id,
+        bot_id=_valid(_DIGITS, container.get("data-bot-id")) or "0",
+        ajax_url=_http_url(params.get("ajax_url"), page_url) or fallback_ajax_url,
+        page_url=page_url,
+        site_url=_http_url(container.get("data-url"), page_url) or _origin(page_url),
+        chat_type=chat_type,
+        source=source,
+    )
+
+
+def _missing_hint(scan: _PageScan, missing: list[str]) -> str:
+    if scan.aipkit:
+        return AIPKIT_HINT
+    if scan.first_container is None:
+        return ""
+    if "nonce" in missing:
+        return "its chat container has no valid data-nonce and no wpaicgParams.search_nonce"
+    return "its chat container has no data-post-id and the page names no post id elsewhere"
+
+
+@attrs.frozen
+class ExtractTokens:
+    """Read the chat tokens from the landing page the bootstrap stage fetched."""
+
+    name: str = "tokens"
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        page = require(exchange.page, self.name, "page")
+        tokens = extract_tokens(
+            page.html,
+            page.url,
+            fallback_ajax_url=exchange.call.settings.site.api_endpoint,
+            status=page.status,
+        )
+        return attrs.evolve(exchange, tokens=tokens)
