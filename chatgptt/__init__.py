@@ -2,7 +2,8 @@
 "AI Power" chat plugin, as a gpt4free-style provider.
 
 >>> from chatgptt import ChatGptt
->>> async for chunk in ChatGptt.create_async_generator("gpt-4o", [{"role": "user", "content": "Hi"}]):
+>>> messages = [{"role": "user", "content": "Hi"}]
+>>> async for chunk in ChatGptt.create_async_generator("gpt-4o", messages):
 ...     print(chunk, end="")
 """
 

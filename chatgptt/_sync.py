@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -44,7 +45,9 @@ class BackgroundLoop:
                     loop.call_soon(ready.set)
                     loop.run_forever()
 
-                self._thread = threading.Thread(target=serve, name="chatgptt-sync-loop", daemon=True)
+                self._thread = threading.Thread(
+                    target=serve, name="chatgptt-sync-loop", daemon=True
+                )
                 self._thread.start()
                 ready.wait()
                 self._loop = loop
@@ -63,7 +66,9 @@ class BackgroundLoop:
         """
         if self.in_loop_thread():
             coroutine.close()
-            raise RuntimeError("a synchronous chatgptt call cannot run on its own event loop thread")
+            raise RuntimeError(
+                "a synchronous chatgptt call cannot run on its own event loop thread"
+            )
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop())
         try:
             return future.result()
@@ -80,10 +85,10 @@ class BackgroundLoop:
             self._loop = self._thread = None
         if loop is None or loop.is_closed():
             return
-        try:
-            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(_SHUTDOWN_SECONDS)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(
+                _SHUTDOWN_SECONDS
+            )
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(_SHUTDOWN_SECONDS)

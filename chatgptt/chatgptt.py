@@ -13,7 +13,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, ClassVar, cast
 
 import aiohttp
@@ -22,8 +22,7 @@ import structlog
 
 from stages.bootstrap import FetchPage
 from stages.cache import TokenCache
-from stages.config import Limits, RetryPolicy, Settings, Site, Timeouts
-from stages.config import DEFAULT_HEADERS
+from stages.config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts
 from stages.core import Call, Exchange, Pipeline, Stage, TextStream, require
 from stages.decode import DecodeReply
 from stages.errors import (
@@ -46,7 +45,9 @@ __all__ = ["ChatGptt", "standard_pipeline"]
 _CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _HISTORY_MODES = ("messages", "flatten")
 #: Options the caller may pass as keyword arguments; any others go to ``Call.options``.
-_OPTIONS = frozenset({"timeout", "timeouts", "limits", "retry", "history", "client_id", "session", "stream"})
+_OPTIONS = frozenset(
+    {"timeout", "timeouts", "limits", "retry", "history", "client_id", "session", "stream"}
+)
 
 #: Every provider class on a loop shares that loop's session.
 SESSIONS = SessionRegistry()
@@ -100,7 +101,7 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
     """
 
     label: ClassVar[str] = "ChatGptt"
-    url: ClassVar[str] = "https://chatgptt.me"  # type: ignore[misc]
+    url: ClassVar[str] = "https://chatgptt.me"
     api_endpoint: ClassVar[str] = _FollowsUrl()  # type: ignore[assignment]
     #: The landing page carrying the tokens; ``None``: the site's root.
     page_url: ClassVar[str | None] = None
@@ -142,18 +143,29 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
 
     @classmethod
     def derive(cls, name: str | None = None, /, **attributes: Any) -> type[ChatGptt]:
-        """A subclass with ``attributes`` changed, e.g. ``ChatGptt.derive(url=..., history="flatten")``."""
+        """A subclass with ``attributes`` changed.
+
+        E.g. ``ChatGptt.derive("Mirror", url="http://127.0.0.1:8080", history="flatten")``.
+        """
         unknown = [key for key in attributes if not hasattr(cls, key)]
         if unknown:
-            raise ConfigurationError(f"{cls.__name__} has no attribute {', '.join(map(repr, unknown))}")
-        namespace = {"__module__": cls.__module__, "__qualname__": name or cls.__qualname__, **attributes}
+            raise ConfigurationError(
+                f"{cls.__name__} has no attribute {', '.join(map(repr, unknown))}"
+            )
+        namespace = {
+            "__module__": cls.__module__,
+            "__qualname__": name or cls.__qualname__,
+            **attributes,
+        }
         return cast("type[ChatGptt]", type(name or cls.__name__, (cls,), namespace))
 
     @classmethod
     def with_pipeline(cls, pipeline: Pipeline, *, name: str | None = None) -> type[ChatGptt]:
         """A subclass that runs ``pipeline`` (which the standard layers then wrap)."""
         if not isinstance(pipeline, Pipeline):
-            raise ConfigurationError(f"with_pipeline needs a Pipeline, got {type(pipeline).__name__}")
+            raise ConfigurationError(
+                f"with_pipeline needs a Pipeline, got {type(pipeline).__name__}"
+            )
         return cls.derive(name, pipeline=pipeline)
 
     @classmethod
@@ -210,13 +222,13 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
     # --- calls -----------------------------------------------------------------------------
 
     @classmethod
-    async def create_async_generator(  # type: ignore[override]
+    async def create_async_generator(
         cls,
         model: str,
         messages: Messages,
         proxy: str | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Stream the answer to ``messages`` as text chunks, as they arrive.
 
         Keyword options: ``timeout`` (seconds for the whole call), ``timeouts``,
@@ -282,7 +294,9 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         if proxy is not None and not isinstance(proxy, str):
             raise ConfigurationError(f"proxy must be a URL string, got {type(proxy).__name__}")
         if proxy is not None and not proxy.startswith(("http://", "https://")):
-            raise ConfigurationError(f"proxy must be an http:// or https:// URL, got {redact_url(proxy)!r}")
+            raise ConfigurationError(
+                f"proxy must be an http:// or https:// URL, got {redact_url(proxy)!r}"
+            )
         if session is None:
             session = await cls.sessions.get()
         loop = asyncio.get_running_loop()
@@ -312,17 +326,25 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         timeouts = kwargs.get("timeouts")
         if timeouts is not None:
             if not isinstance(timeouts, Timeouts):
-                raise ConfigurationError(f"timeouts must be a Timeouts record, got {type(timeouts).__name__}")
+                raise ConfigurationError(
+                    f"timeouts must be a Timeouts record, got {type(timeouts).__name__}"
+                )
             changes["timeouts"] = timeouts
         if kwargs.get("timeout") is not None:
             seconds = kwargs["timeout"]
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-                raise ConfigurationError(f"timeout must be a positive number of seconds, got {seconds!r}")
-            changes["timeouts"] = attrs.evolve(changes.get("timeouts", settings.timeouts), total=float(seconds))
+                raise ConfigurationError(
+                    f"timeout must be a positive number of seconds, got {seconds!r}"
+                )
+            changes["timeouts"] = attrs.evolve(
+                changes.get("timeouts", settings.timeouts), total=float(seconds)
+            )
         limits = kwargs.get("limits")
         if limits is not None:
             if not isinstance(limits, Limits):
-                raise ConfigurationError(f"limits must be a Limits record, got {type(limits).__name__}")
+                raise ConfigurationError(
+                    f"limits must be a Limits record, got {type(limits).__name__}"
+                )
             changes["limits"] = limits
         retry = kwargs.get("retry")
         if retry is not None:
@@ -332,14 +354,22 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         history = kwargs.get("history")
         if history is not None:
             if history not in _HISTORY_MODES:
-                raise ConfigurationError(f"history must be 'messages' or 'flatten', got {history!r}")
+                raise ConfigurationError(
+                    f"history must be 'messages' or 'flatten', got {history!r}"
+                )
             changes["history"] = history
         client_id = kwargs.get("client_id")
-        if client_id is not None and (not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id)):
-            raise ConfigurationError(f"client_id must be 1 to 64 letters or digits, got {client_id!r}")
+        if client_id is not None and (
+            not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id)
+        ):
+            raise ConfigurationError(
+                f"client_id must be 1 to 64 letters or digits, got {client_id!r}"
+            )
         session = kwargs.get("session")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
+            raise ConfigurationError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            )
         extra = {key: value for key, value in kwargs.items() if key not in _OPTIONS}
         if changes:
             settings = attrs.evolve(settings, **changes)

@@ -46,20 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line: ``chat``, ``models`` and ``emulator`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="chatgptt",
-        description="Streamed answers from chatgptt.me and other sites running the AI Power chat plugin.",
+        description=(
+            "Streamed answers from chatgptt.me and other sites running the AI Power chat plugin."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chat = commands.add_parser("chat", help="ask a question and stream the answer to stdout")
-    chat.add_argument("prompt", nargs="?", default=None, help="the question; '-' or absent: read stdin")
+    chat.add_argument(
+        "prompt", nargs="?", default=None, help="the question; '-' or absent: read stdin"
+    )
     where = chat.add_mutually_exclusive_group()
-    where.add_argument("--emulator", action="store_true", help="talk to a local emulator of the site")
+    where.add_argument(
+        "--emulator", action="store_true", help="talk to a local emulator of the site"
+    )
     where.add_argument("--url", help=f"the site's base URL (default {ChatGptt.url})")
-    chat.add_argument("--model", default=ChatGptt.default_model, help="one of: %(choices)s", choices=ChatGptt.get_models())
+    chat.add_argument(
+        "--model",
+        default=ChatGptt.default_model,
+        help="one of: %(choices)s",
+        choices=ChatGptt.get_models(),
+    )
     chat.add_argument("--system", help="a system message to send first")
     chat.add_argument("--proxy", help="an http(s) proxy URL for every request")
     chat.add_argument("--timeout", type=float, help="seconds for the whole call")
-    chat.add_argument("--history", choices=("messages", "flatten"), default="messages", help="how the conversation is sent")
+    chat.add_argument(
+        "--history",
+        choices=("messages", "flatten"),
+        default="messages",
+        help="how the conversation is sent",
+    )
     chat.add_argument("--trace", action="store_true", help="log each stage on stderr")
 
     commands.add_parser("models", help="list the models")

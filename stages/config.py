@@ -14,12 +14,10 @@ from urllib.parse import urlsplit
 import attrs
 
 from .errors import (
-    ChatGpttError,
     ConfigurationError,
     HTTPStatusError,
     ProviderConnectionError,
     ProviderTimeoutError,
-    RateLimitError,
     redact_url,
 )
 
@@ -52,7 +50,9 @@ def _optional_positive(name: str) -> _Validator:
         if value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
+            raise ConfigurationError(
+                f"{name} must be a positive number of seconds or None, got {value!r}"
+            )
 
     return check
 
@@ -73,9 +73,7 @@ def _non_negative(name: str) -> _Validator:
     return check
 
 
-def _one_of(
-    name: str, choices: tuple[str, ...]
-) -> _Validator:
+def _one_of(name: str, choices: tuple[str, ...]) -> _Validator:
     def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
             raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -92,7 +90,9 @@ def _http_url(name: str) -> _Validator:
         except ValueError as exc:
             raise ConfigurationError(f"{name} is not a valid URL: {redact_url(value)}") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(f"{name} must be an http(s) URL with a host, got {redact_url(value)!r}")
+            raise ConfigurationError(
+                f"{name} must be an http(s) URL with a host, got {redact_url(value)!r}"
+            )
 
     return check
 
@@ -132,7 +132,9 @@ class Limits:
     max_body_bytes: int = attrs.field(default=32 << 20, validator=_positive_int("max_body_bytes"))
     max_event_bytes: int = attrs.field(default=4 << 20, validator=_positive_int("max_event_bytes"))
     max_stream_bytes: int | None = attrs.field(default=None)
-    max_partial_text: int = attrs.field(default=4 << 20, validator=_positive_int("max_partial_text"))
+    max_partial_text: int = attrs.field(
+        default=4 << 20, validator=_positive_int("max_partial_text")
+    )
 
     @max_stream_bytes.validator
     def _check_stream(self, _attr: attrs.Attribute[int | None], value: int | None) -> None:
@@ -187,10 +189,10 @@ class RetryPolicy:
 
     def should_retry(self, exc: BaseException) -> bool:
         """``retry_on(exc)``, except that a ``Retry-After`` beyond the cap is final."""
-        if isinstance(exc, RateLimitError | HTTPStatusError) and exc.retry_after is not None:
-            if exc.retry_after > self.max_retry_after:
-                return False
-        return isinstance(exc, ChatGpttError | OSError) and self.retry_on(exc)
+        retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return False
+        return self.retry_on(exc)
 
 
 @attrs.frozen(kw_only=True)
@@ -241,5 +243,7 @@ class Settings:
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     retry: RetryPolicy = RetryPolicy()
-    history: HistoryMode = attrs.field(default="messages", validator=_one_of("history", ("messages", "flatten")))
+    history: HistoryMode = attrs.field(
+        default="messages", validator=_one_of("history", ("messages", "flatten"))
+    )
     token_ttl: float = attrs.field(default=10 * 3600.0, validator=_non_negative("token_ttl"))

@@ -71,7 +71,7 @@ CONTROL_FLAGS: tuple[str, ...] = (
 
 def site_error(message: str, url: str) -> ChatGpttError:
     """The typed error for the ``msg`` of a ``{"status":"error"}`` reply (PROTOCOL.md §4)."""
-    if message.startswith("Nonce verification failed") or message.startswith("Invalid nonce"):
+    if message.startswith(("Nonce verification failed", "Invalid nonce")):
         return NonceRejectedError(url, message)
     if message == "It appears that nothing was inputted.":
         return EmptyMessageError(
@@ -92,7 +92,9 @@ def _flag_error(obj: dict[str, Any]) -> ChatGpttError | None:
         if obj.get(flag):
             message = obj.get("msg")
             text = message if isinstance(message, str) and message else flag
-            return _control_error(flag)(f"the site stopped the answer ({flag}): {text}", site_message=text)
+            return _control_error(flag)(
+                f"the site stopped the answer ({flag}): {text}", site_message=text
+            )
     return None
 
 
@@ -103,9 +105,13 @@ def decode_json_reply(body: bytes, url: str) -> str:
     except UnicodeDecodeError:
         obj = _loads_or_fail(body.decode("utf-8", "replace"), body, url)
     except ValueError:
-        raise MalformedResponseError("the JSON reply does not parse", url=url, preview=excerpt(body)) from None
+        raise MalformedResponseError(
+            "the JSON reply does not parse", url=url, preview=excerpt(body)
+        ) from None
     if not isinstance(obj, dict):
-        raise MalformedResponseError("the JSON reply is not an object", url=url, preview=excerpt(body))
+        raise MalformedResponseError(
+            "the JSON reply is not an object", url=url, preview=excerpt(body)
+        )
     flagged = _flag_error(obj)
     if flagged is not None:
         raise flagged
@@ -114,18 +120,24 @@ def decode_json_reply(body: bytes, url: str) -> str:
         data = obj.get("data")
         if isinstance(data, str):
             return data
-        raise MalformedResponseError("a success reply without text in 'data'", url=url, preview=excerpt(body))
+        raise MalformedResponseError(
+            "a success reply without text in 'data'", url=url, preview=excerpt(body)
+        )
     if status == "error":
         message = obj.get("msg")
         raise site_error(message if isinstance(message, str) else repr(message), url)
-    raise MalformedResponseError("a JSON reply without a known 'status'", url=url, preview=excerpt(body))
+    raise MalformedResponseError(
+        "a JSON reply without a known 'status'", url=url, preview=excerpt(body)
+    )
 
 
 def _loads_or_fail(text: str, body: bytes, url: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        raise MalformedResponseError("the JSON reply does not parse", url=url, preview=excerpt(body)) from None
+        raise MalformedResponseError(
+            "the JSON reply does not parse", url=url, preview=excerpt(body)
+        ) from None
 
 
 class StreamInterpreter:
@@ -210,7 +222,9 @@ class StreamInterpreter:
                 "a stream frame is not valid JSON", url=self.url, preview=excerpt(data)
             ) from None
         if not isinstance(obj, dict):
-            raise MalformedResponseError("a stream frame is not a JSON object", url=self.url, preview=excerpt(data))
+            raise MalformedResponseError(
+                "a stream frame is not a JSON object", url=self.url, preview=excerpt(data)
+            )
         if self._mode is None:
             is_error_form = event.event == "message" and "id" not in obj and "object" not in obj
             self._mode = "error" if is_error_form and "choices" in obj else "answer"
@@ -220,26 +234,32 @@ class StreamInterpreter:
         error = obj.get("error")
         if error:
             message = error.get("message") if isinstance(error, dict) else error
-            text = message if isinstance(message, str) else json.dumps(error)
-            raise UpstreamError("the model behind the site failed: " + text, site_message=text)
+            reason = message if isinstance(message, str) else json.dumps(error)
+            raise UpstreamError("the model behind the site failed: " + reason, site_message=reason)
         choices = obj.get("choices")
         if choices is None:
             raise MalformedResponseError(
                 "a stream frame without 'choices'", url=self.url, preview=excerpt(data)
             )
         if not isinstance(choices, list):
-            raise MalformedResponseError("'choices' is not a list", url=self.url, preview=excerpt(data))
+            raise MalformedResponseError(
+                "'choices' is not a list", url=self.url, preview=excerpt(data)
+            )
         if not choices:
             return ""  # e.g. Azure's prompt-filter frame
         choice = choices[0]
         if not isinstance(choice, dict):
-            raise MalformedResponseError("a choice is not an object", url=self.url, preview=excerpt(data))
+            raise MalformedResponseError(
+                "a choice is not an object", url=self.url, preview=excerpt(data)
+            )
         delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else None
+        text: Any = delta.get("content") if isinstance(delta, dict) else None
         if text is None:
             text = choice.get("text")
         if text is not None and not isinstance(text, str):
-            raise MalformedResponseError("the text of a frame is not a string", url=self.url, preview=excerpt(data))
+            raise MalformedResponseError(
+                "the text of a frame is not a string", url=self.url, preview=excerpt(data)
+            )
         if self._mode == "error":
             if text:
                 self._error_words.append(text)
@@ -327,7 +347,11 @@ async def _sniff(body: Body) -> tuple[str, Body]:
     async for chunk in body:
         if chunk.strip():
             start = chunk.lstrip().removeprefix(b"\xef\xbb\xbf")
-            kind = "json" if start.startswith((b"{", b"[")) else ("sse" if start.startswith(_SSE_START) else "other")
+            kind = (
+                "json"
+                if start.startswith((b"{", b"["))
+                else ("sse" if start.startswith(_SSE_START) else "other")
+            )
             return kind, _Prefixed(chunk, body)
     return "empty", body
 

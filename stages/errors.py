@@ -241,7 +241,9 @@ class TokensNotFoundError(ChatGpttError, RuntimeError):
         self.missing = tuple(missing)
         self.hint = hint
         why = hint or "it is not a chat page of the AI Power plugin"
-        super().__init__(f"no {' and no '.join(self.missing)} found in the page at {self.url}: {why}")
+        super().__init__(
+            f"no {' and no '.join(self.missing)} found in the page at {self.url}: {why}"
+        )
 
 
 class NonceRejectedError(ChatGpttError):
@@ -325,5 +327,5 @@ class StreamInterruptedError(ChatGpttError):
         #: the answer outgrew ``Limits.max_partial_text`` (the error keeps its beginning).
         self.delivered_chars = len(partial_text) if delivered_chars is None else delivered_chars
         super().__init__(
-            f"answer interrupted after {self.delivered_chars} characters had been delivered: {cause}"
+            f"answer interrupted after {self.delivered_chars} characters were delivered: {cause}"
         )

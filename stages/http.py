@@ -322,9 +322,16 @@ def classify_failure(
 ) -> ChatGpttError:
     """The error a non-200 reply means, from its status, headers and first bytes.
 
-    Checked in order: a bot-protection page (any status); the plugin's 403 nonce page;
-    WordPress's ``400 0`` for an unknown action; 429; Cloudflare's 520–527; 5xx; the rest.
+    Checked in order: Cloudflare's 520–527 origin errors (their pages carry Cloudflare
+    markers too); a bot-protection page (any other status); the plugin's 403 nonce
+    page; WordPress's ``400 0`` for an unknown action; 429; 5xx; the rest.
     """
+    content_type = headers.get("Content-Type", "")
+    retry_after = parse_retry_after(headers)
+    if 520 <= status <= 527:
+        return CloudflareOriginError(
+            status, url, _readable(body, content_type), retry_after=retry_after
+        )
     marker = challenge_marker(body)
     if marker is not None:
         return BotProtectionError(url, status, marker)
@@ -332,13 +339,9 @@ def classify_failure(
         return NonceRejectedError(url, "the link you followed has expired (HTTP 403)")
     if status == 400 and body.strip() == b"0":
         return UnknownActionError(url, action or "?")
-    content_type = headers.get("Content-Type", "")
     preview = _readable(body, content_type)
-    retry_after = parse_retry_after(headers)
     if status == 429:
         return RateLimitError(url, preview, retry_after=retry_after)
-    if 520 <= status <= 527:
-        return CloudflareOriginError(status, url, preview, retry_after=retry_after)
     if 500 <= status <= 599:
         return ServerError(status, url, preview, retry_after=retry_after)
     if 300 <= status <= 399:

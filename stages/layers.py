@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential, wait_random
 
 from .config import RetryPolicy
@@ -113,7 +114,7 @@ class _PreferRetryAfter:
         return min(float(self._backoff(state) + self._jitter(state)), policy.max_delay)
 
 
-class _StopAtDeadlines:
+class _StopAtDeadlines(stop_base):
     """Stop before a retry that would start after the policy's deadline (counted from
     the first attempt) or end after the call's own deadline."""
 

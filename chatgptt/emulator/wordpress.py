@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 __all__ = [
-    "SiteCrash",
+    "SiteCrashError",
     "build_conversation",
     "decode_history",
     "delete_backslashes",
@@ -36,7 +36,7 @@ _SPACES = re.compile(r" +")
 _ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#x[0-9A-Fa-f]+);")
 
 
-class SiteCrash(Exception):
+class SiteCrashError(Exception):
     """The PHP handler would die here; WordPress answers 500 'critical error'."""
 
 
@@ -97,7 +97,7 @@ def decode_history(raw: str | None) -> list[str]:
     """The history items as the plugin sees them.
 
     ``None``, ``""``, ``"None"``, invalid JSON or a non-list all mean no history.
-    Raises :class:`SiteCrash` for items the handler cannot read (anything but a
+    Raises :class:`SiteCrashError` for items the handler cannot read (anything but a
     string or an object with a ``text`` string), as the real site does.
     """
     if raw is None:
@@ -118,7 +118,7 @@ def decode_history(raw: str | None) -> list[str]:
         elif isinstance(item, dict) and isinstance(item.get("text"), str):
             items.append(item["text"])
         else:
-            raise SiteCrash(f"history item of unsupported shape: {item!r}")
+            raise SiteCrashError(f"history item of unsupported shape: {item!r}")
     return items
 
 
@@ -132,7 +132,9 @@ def turn_of(item: str) -> dict[str, str]:
     return {"role": "assistant", "content": item}
 
 
-def build_conversation(greeting: str, raw_history: str | None, message: str) -> list[dict[str, str]]:
+def build_conversation(
+    greeting: str, raw_history: str | None, message: str
+) -> list[dict[str, str]]:
     """The messages that reach the model: the site's prompt (as a user turn), the
     history, then the current message."""
     items = decode_history(raw_history)

@@ -10,7 +10,13 @@ from stages.cache import TokenCache
 from stages.core import Tokens
 from stages.errors import ProviderConnectionError
 
-TOKENS = Tokens(nonce="5e2498d71a", post_id="22", ajax_url="https://x.org/a", page_url="https://x.org/", site_url="https://x.org")
+TOKENS = Tokens(
+    nonce="5e2498d71a",
+    post_id="22",
+    ajax_url="https://x.org/a",
+    page_url="https://x.org/",
+    site_url="https://x.org",
+)
 
 
 class Clock:

@@ -23,7 +23,6 @@ def tagging(name: str) -> FunctionStage:
     return FunctionStage(name, run)
 
 
-
 async def test_runs_stages_in_order(exchange_for) -> None:
     pipeline = Pipeline([tagging("a"), tagging("b"), tagging("c")])
     result = await pipeline(exchange_for())
@@ -84,7 +83,10 @@ def test_require_names_the_stage_and_what_is_missing() -> None:
 def test_insert_then_remove_is_identity(names: list[str], data: st.DataObject) -> None:
     pipeline = Pipeline([tagging(n) for n in names])
     anchor = data.draw(st.sampled_from(names))
-    for grown in (pipeline.insert_before(anchor, tagging("new")), pipeline.insert_after(anchor, tagging("new"))):
+    for grown in (
+        pipeline.insert_before(anchor, tagging("new")),
+        pipeline.insert_after(anchor, tagging("new")),
+    ):
         assert len(grown) == len(pipeline) + 1
         assert grown.remove("new").names == pipeline.names
 

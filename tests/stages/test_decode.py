@@ -107,23 +107,36 @@ def test_upstream_error_words_are_raised_not_yielded() -> None:
 
 def test_error_words_with_an_unescaped_quote_still_become_the_error() -> None:
     words = ['Model "gpt', '-9"', " not", " found"]
-    body = "".join(f'event: message\ndata: {{"choices":[{{"delta":{{"content":"{w}"}}}}]}}\n\n' for w in words)
+    body = "".join(
+        f'event: message\ndata: {{"choices":[{{"delta":{{"content":"{w}"}}}}]}}\n\n' for w in words
+    )
     body += 'data: {"choices":[{"finish_reason":"stop"}]}\n\n'
     text, error = interpret([body.encode()])
-    assert text == "" and isinstance(error, UpstreamError)
+    assert text == ""
+    assert isinstance(error, UpstreamError)
     assert error.site_message == 'Model "gpt-9" not found'
 
 
 def test_error_words_ending_in_limited_or_eof_raise_the_message() -> None:
-    block = "".join(f'event: message\ndata: {{"choices":[{{"delta":{{"content":"{w}"}}}}]}}\n\n' for w in ["Over", " quota"])
+    block = "".join(
+        f'event: message\ndata: {{"choices":[{{"delta":{{"content":"{w}"}}}}]}}\n\n'
+        for w in ["Over", " quota"]
+    )
     for tail in ("data: [LIMITED]\n\n", ""):
         text, error = interpret([(block + tail).encode()])
-        assert text == "" and isinstance(error, UpstreamError) and error.site_message == "Over quota"
+        assert text == ""
+        assert isinstance(error, UpstreamError)
+        assert error.site_message == "Over quota"
 
 
 def frame(content: str | None = None, finish: str | None = None, **extra: Any) -> str:
     delta = {} if content is None else {"content": content}
-    payload = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    payload = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
     return f"data: {json.dumps(payload)}\n\n"
 
 
@@ -137,27 +150,41 @@ def frame(content: str | None = None, finish: str | None = None, **extra: Any) -
         ("pineconeError", UpstreamError),
     ],
 )
-def test_control_frames_raise_their_error_even_when_an_answer_follows(flag: str, error_type: type) -> None:
-    body = f'data: {{"msg":"Stop right there","{flag}":true}}\n\n' + frame("Hello") + frame(finish="stop") + "data: [DONE]\n\n"
+def test_control_frames_raise_their_error_even_when_an_answer_follows(
+    flag: str, error_type: type
+) -> None:
+    body = (
+        f'data: {{"msg":"Stop right there","{flag}":true}}\n\n'
+        + frame("Hello")
+        + frame(finish="stop")
+        + "data: [DONE]\n\n"
+    )
     text, error = interpret([body.encode()])
-    assert text == "" and isinstance(error, error_type)
+    assert text == ""
+    assert isinstance(error, error_type)
     assert error.site_message == "Stop right there"
 
 
 def test_error_object_frame_is_an_upstream_error() -> None:
     body = frame("Hi") + 'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n'
     text, error = interpret([body.encode()])
-    assert text == "Hi" and isinstance(error, UpstreamError) and error.site_message == "overloaded"
+    assert text == "Hi"
+    assert isinstance(error, UpstreamError)
+    assert error.site_message == "overloaded"
 
 
 def test_limited_terminator_after_text_is_an_error_keeping_the_text() -> None:
     text, error = interpret([(frame("Partial") + "data: [LIMITED]\n\n").encode()])
-    assert text == "Partial" and isinstance(error, UpstreamError)
+    assert text == "Partial"
+    assert isinstance(error, UpstreamError)
 
 
 def test_invalid_json_frame_is_malformed_and_named() -> None:
-    text, error = interpret([(frame("ok") + 'data: {"choices":[{"delta":{"content":"br\n\n').encode()])
-    assert text == "ok" and isinstance(error, MalformedResponseError)
+    text, error = interpret(
+        [(frame("ok") + 'data: {"choices":[{"delta":{"content":"br\n\n').encode()]
+    )
+    assert text == "ok"
+    assert isinstance(error, MalformedResponseError)
     assert "not valid JSON" in str(error)
 
 
@@ -172,7 +199,10 @@ def test_frames_after_finish_are_not_answer_text() -> None:
 
 
 def test_legacy_completion_text_and_empty_choices() -> None:
-    body = 'data: {"id":"x","choices":[]}\n\n' + 'data: {"id":"x","choices":[{"text":"old","finish_reason":null}]}\n\n'
+    body = (
+        'data: {"id":"x","choices":[]}\n\n'
+        + 'data: {"id":"x","choices":[{"text":"old","finish_reason":null}]}\n\n'
+    )
     assert interpret([body.encode()]) == ("old", None)
 
 
@@ -185,7 +215,11 @@ def test_invalid_utf8_is_recovered_with_replacement_characters() -> None:
     ("name", "expected"),
     [
         ("json_ok_urlencoded", "Hello from upstream: Hello"),
-        ("json_special_chars", "Hello from upstream: Quote \" apos ' back\\slash <b>tag</b> & amp; café 日本 😀 %41 +plus"),
+        (
+            "json_special_chars",
+            "Hello from upstream: "
+            "Quote \" apos ' back\\slash <b>tag</b> & amp; café 日本 😀 %41 +plus",
+        ),
     ],
 )
 def test_json_replies_decode_to_their_data(name: str, expected: str) -> None:
@@ -197,11 +231,33 @@ def test_json_replies_decode_to_their_data(name: str, expected: str) -> None:
     [
         (body_of("json_upstream_error"), UpstreamError, UPSTREAM_ERROR),
         (body_of("json_empty_message"), EmptyMessageError, "nothing was inputted"),
-        (b'{"status":"error","msg":"Nonce verification failed"}', NonceRejectedError, "Nonce verification failed"),
-        (b'{"msg":"You have reached your token limit.","tokenLimitReached":true}', TokenLimitError, "token limit"),
-        (b'{"status":"error","msg":"You are not allowed to access this feature."}', IPBannedError, "not allowed"),
-        (b'{"status":"error","msg":"Your message contains prohibited words. Please modify your message and try again."}', MessageFlaggedError, "prohibited"),
-        (b'{"status":"error","msg":"Unable to initialize the AI instance. Please make sure the API key is valid."}', SiteError, "initialize"),
+        (
+            b'{"status":"error","msg":"Nonce verification failed"}',
+            NonceRejectedError,
+            "Nonce verification failed",
+        ),
+        (
+            b'{"msg":"You have reached your token limit.","tokenLimitReached":true}',
+            TokenLimitError,
+            "token limit",
+        ),
+        (
+            b'{"status":"error","msg":"You are not allowed to access this feature."}',
+            IPBannedError,
+            "not allowed",
+        ),
+        (
+            b'{"status":"error","msg":"Your message contains prohibited words. '
+            b'Please modify your message and try again."}',
+            MessageFlaggedError,
+            "prohibited",
+        ),
+        (
+            b'{"status":"error","msg":"Unable to initialize the AI instance. '
+            b'Please make sure the API key is valid."}',
+            SiteError,
+            "initialize",
+        ),
         (b"not json", MalformedResponseError, "does not parse"),
         (b"[1, 2]", MalformedResponseError, "not an object"),
         (b'{"status":"success","data":null}', MalformedResponseError, "without text"),
@@ -255,7 +311,9 @@ async def collect(exchange: Exchange) -> str:
     return "".join([chunk async for chunk in exchange.text])
 
 
-@pytest.mark.parametrize("content_type", ["text/event-stream;charset=UTF-8", "TEXT/EVENT-STREAM", None, "text/html"])
+@pytest.mark.parametrize(
+    "content_type", ["text/event-stream;charset=UTF-8", "TEXT/EVENT-STREAM", None, "text/html"]
+)
 async def test_stage_streams_sse_by_content_type_or_sniffing(exchange_for, content_type) -> None:
     body = FakeBody([body_of("stream_ok_urlencoded")])
     result = await DecodeReply()(with_reply(exchange_for(), body, content_type))
@@ -263,7 +321,9 @@ async def test_stage_streams_sse_by_content_type_or_sniffing(exchange_for, conte
     assert body.closed
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=UTF-8", "text/html; charset=UTF-8", None])
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=UTF-8", "text/html; charset=UTF-8", None]
+)
 async def test_stage_reads_json_by_content_type_or_sniffing(exchange_for, content_type) -> None:
     body = FakeBody([b'{"status":"success",', b'"data":"Hi"}'])
     result = await DecodeReply()(with_reply(exchange_for(), body, content_type))
@@ -280,7 +340,9 @@ async def test_stage_reports_challenge_pages_served_with_200(exchange_for) -> No
 
 async def test_stage_reports_other_html_with_an_excerpt(exchange_for) -> None:
     body = FakeBody([b"<html><body>Maintenance until noon</body></html>"])
-    with pytest.raises(MalformedResponseError, match="expected JSON or an event stream, got text/html"):
+    with pytest.raises(
+        MalformedResponseError, match="expected JSON or an event stream, got text/html"
+    ):
         await DecodeReply()(with_reply(exchange_for(), body, "text/html"))
 
 
@@ -294,7 +356,9 @@ async def test_a_drop_before_any_text_fails_inside_the_stage(exchange_for) -> No
 
 
 async def test_a_drop_after_text_surfaces_while_iterating(exchange_for) -> None:
-    body = FakeBody([frame("Hel").encode(), frame("lo").encode()], error=ProviderConnectionError("reset"))
+    body = FakeBody(
+        [frame("Hel").encode(), frame("lo").encode()], error=ProviderConnectionError("reset")
+    )
     result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
     assert result.text is not None
     received = [await result.text.__anext__(), await result.text.__anext__()]
@@ -319,4 +383,8 @@ async def test_oversized_json_is_a_size_error(exchange_for) -> None:
 
     exchange = exchange_for(limits=Limits(max_body_bytes=10))
     with pytest.raises(ResponseTooLargeError):
-        await DecodeReply()(with_reply(exchange, FakeBody([b'{"status":"success","data":"long"}']), "application/json"))
+        await DecodeReply()(
+            with_reply(
+                exchange, FakeBody([b'{"status":"success","data":"long"}']), "application/json"
+            )
+        )

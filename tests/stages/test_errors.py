@@ -24,20 +24,25 @@ from stages.errors import (
 
 
 def test_redact_url_hides_userinfo_only() -> None:
-    assert redact_url("http://user:pw@proxy.local:3128/x?y=1") == "http://***@proxy.local:3128/x?y=1"
+    assert (
+        redact_url("http://user:pw@proxy.local:3128/x?y=1") == "http://***@proxy.local:3128/x?y=1"
+    )
     assert redact_url("https://chatgptt.me/") == "https://chatgptt.me/"
     assert redact_url("http://[::1]:8080/") == "http://[::1]:8080/"
     assert redact_url("http://u:p@[::1]:8080/") == "http://***@[::1]:8080/"
 
 
 @given(
-    st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=12),
-    st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=4, max_size=24),
+    st.text(
+        alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=12
+    ),
+    st.text(
+        alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=4, max_size=24
+    ),
 )
 def test_redacted_urls_never_contain_the_password(user: str, password: str) -> None:
     url = f"http://{user}:{password}@proxy.example:8080/"
-    redacted = redact_url(url)
-    assert password not in redacted.replace("proxy.example", "")
+    assert redact_url(url) == "http://***@proxy.example:8080/"
     errors: list[ChatGpttError] = [
         ProviderConnectionError("failed", url=url),
         ProviderTimeoutError("connect", 1, url=url),
@@ -49,13 +54,22 @@ def test_redacted_urls_never_contain_the_password(user: str, password: str) -> N
 
 
 def test_messages_say_what_and_where() -> None:
-    assert str(UnknownModelError("gpt-5", ["gpt-4", "gpt-4o"])) == "unknown model 'gpt-5'; valid models: gpt-4, gpt-4o"
-    assert str(InvalidMessagesError("content must be a string", 2)) == "messages[2]: content must be a string"
+    assert (
+        str(UnknownModelError("gpt-5", ["gpt-4", "gpt-4o"]))
+        == "unknown model 'gpt-5'; valid models: gpt-4, gpt-4o"
+    )
+    assert (
+        str(InvalidMessagesError("content must be a string", 2))
+        == "messages[2]: content must be a string"
+    )
     timeout = ProviderTimeoutError("idle", 2.5, url="https://x.org/a")
     assert (timeout.limit, timeout.seconds) == ("idle", 2.5)
-    assert "idle timeout: 2.5 s" in str(timeout) and "https://x.org/a" in str(timeout)
+    assert "idle timeout: 2.5 s" in str(timeout)
+    assert "https://x.org/a" in str(timeout)
     assert "nonce rejected twice" in str(NonceRejectedError("https://x.org", "expired", attempts=2))
-    assert "AIPKit" in str(UnknownActionError("https://x.org/wp-admin/admin-ajax.php", "wpaicg_chat_shortcode_message"))
+    assert "AIPKit" in str(
+        UnknownActionError("https://x.org/wp-admin/admin-ajax.php", "wpaicg_chat_shortcode_message")
+    )
     assert "retry after 12 s" in str(RateLimitError("https://x.org", retry_after=12))
 
 
@@ -79,7 +93,8 @@ def test_stream_interrupted_carries_partial_text_and_cause() -> None:
 def test_excerpt_is_one_short_line() -> None:
     assert excerpt(b"<p>a\n\n  b</p>") == "<p>a b</p>"
     long = excerpt("x" * 500, limit=50)
-    assert len(long) == 50 and long.endswith("…")
+    assert len(long) == 50
+    assert long.endswith("…")
     assert excerpt(b"\xff\xfeok") == "\ufffd\ufffdok"
 
 

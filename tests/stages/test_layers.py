@@ -34,7 +34,13 @@ from stages.layers import (
 from tests.conftest import FakeSleep
 
 URL = "https://chatgptt.me/wp-admin/admin-ajax.php"
-TOKENS = Tokens(nonce="5e2498d71a", post_id="22", ajax_url=URL, page_url="https://chatgptt.me/", site_url="https://chatgptt.me")
+TOKENS = Tokens(
+    nonce="5e2498d71a",
+    post_id="22",
+    ajax_url=URL,
+    page_url="https://chatgptt.me/",
+    site_url="https://chatgptt.me",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +82,13 @@ async def test_traced_logs_failure_with_error_type(exchange_for) -> None:
         await traced(Flaky(UpstreamError("bad key")))(exchange_for())
     failed = logs[-1]
     assert failed["event"] == "stage.failed"
-    assert failed["error"] == "UpstreamError" and "bad key" in failed["message"]
+    assert failed["error"] == "UpstreamError"
+    assert "bad key" in failed["message"]
 
 
-async def test_traced_is_silent_and_transparent_when_structlog_is_unconfigured(exchange_for, capsys) -> None:
+async def test_traced_is_silent_and_transparent_when_structlog_is_unconfigured(
+    exchange_for, capsys
+) -> None:
     structlog.reset_defaults()
     assert not structlog.is_configured()
     result = await traced(Flaky())(exchange_for())
@@ -89,7 +98,9 @@ async def test_traced_is_silent_and_transparent_when_structlog_is_unconfigured(e
 
 async def test_retry_recovers_from_transient_failures(exchange_for, fake_sleep) -> None:
     stage = Flaky(ProviderConnectionError("reset"), ServerError(503, URL))
-    result = await retrying(stage)(exchange_for(retry=policy(fake_sleep, attempts=3, initial_delay=0.5)))
+    result = await retrying(stage)(
+        exchange_for(retry=policy(fake_sleep, attempts=3, initial_delay=0.5))
+    )
     assert result.notes == {"calls": 3}
     assert fake_sleep.delays == [0.5, 1.0], "exponential backoff from initial_delay"
 
@@ -104,7 +115,9 @@ async def test_retry_gives_up_after_attempts_with_the_last_error(exchange_for, f
 
 async def test_backoff_is_capped(exchange_for, fake_sleep) -> None:
     stage = Flaky(*(ProviderConnectionError("x") for _ in range(5)))
-    await retrying(stage)(exchange_for(retry=policy(fake_sleep, attempts=6, initial_delay=1, max_delay=3)))
+    await retrying(stage)(
+        exchange_for(retry=policy(fake_sleep, attempts=6, initial_delay=1, max_delay=3))
+    )
     assert fake_sleep.delays == [1, 2, 3, 3, 3]
 
 
@@ -120,7 +133,8 @@ async def test_non_retryable_failures_are_raised_at_once(exchange_for, fake_slee
     stage = Flaky(UpstreamError("bad key"))
     with pytest.raises(UpstreamError):
         await retrying(stage)(exchange_for(retry=policy(fake_sleep)))
-    assert stage.calls == 1 and fake_sleep.delays == []
+    assert stage.calls == 1
+    assert fake_sleep.delays == []
 
 
 async def test_retry_after_is_honoured_up_to_the_cap(exchange_for, fake_sleep) -> None:
@@ -134,7 +148,8 @@ async def test_retry_after_beyond_the_cap_fails_at_once(exchange_for, fake_sleep
     with pytest.raises(RateLimitError) as info:
         await retrying(stage)(exchange_for(retry=policy(fake_sleep, max_retry_after=10)))
     assert info.value.retry_after == 120
-    assert stage.calls == 1 and fake_sleep.delays == []
+    assert stage.calls == 1
+    assert fake_sleep.delays == []
 
 
 async def test_no_retry_starts_past_the_deadline(exchange_for, fake_sleep) -> None:
@@ -174,7 +189,11 @@ async def test_nonce_refresh_invalidates_cache_and_tries_once_more(exchange_for)
 
 
 async def test_a_second_rejection_is_final(exchange_for) -> None:
-    stage = Flaky(NonceRejectedError(URL, "expired"), NonceRejectedError(URL, "expired"), NonceRejectedError(URL, "x"))
+    stage = Flaky(
+        NonceRejectedError(URL, "expired"),
+        NonceRejectedError(URL, "expired"),
+        NonceRejectedError(URL, "x"),
+    )
     with pytest.raises(NonceRejectedError, match="rejected twice") as info:
         await RefreshingNonce(stage)(exchange_for())
     assert info.value.attempts == 2
@@ -187,14 +206,19 @@ async def test_token_cached_fills_once_then_serves_from_cache(exchange_for) -> N
     async def fetch(exchange: Exchange) -> Exchange:
         nonlocal fills
         fills += 1
-        return attrs.evolve(exchange, page=Page(url="https://chatgptt.me/", status=200, html="<html>"), tokens=TOKENS)
+        return attrs.evolve(
+            exchange,
+            page=Page(url="https://chatgptt.me/", status=200, html="<html>"),
+            tokens=TOKENS,
+        )
 
     stage = token_cached(FunctionStage("tokens", fetch))
     exchange = exchange_for(cache=TokenCache())
     results = await asyncio.gather(*(stage(exchange) for _ in range(50)))
     assert fills == 1
     assert all(result.tokens == TOKENS and result.page is not None for result in results)
-    assert (await stage(exchange)).tokens == TOKENS and fills == 1
+    assert (await stage(exchange)).tokens == TOKENS
+    assert fills == 1
 
 
 async def test_token_cached_without_a_cache_just_runs(exchange_for) -> None:
@@ -230,7 +254,9 @@ def test_assemble_writes_the_layer_order_once() -> None:
 
         return FunctionStage(name, run)
 
-    pipeline = Pipeline([plain(n) for n in ("bootstrap", "tokens", "payload", "transport", "decode")])
+    pipeline = Pipeline(
+        [plain(n) for n in ("bootstrap", "tokens", "payload", "transport", "decode")]
+    )
     assert names_of(assemble(pipeline)) == (
         "Traced",
         (

@@ -1,0 +1,64 @@
+"""What one emulated site knows and what tests can look at: config, nonces, faults, logs."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from chatgptt.emulator.config import EmulatorConfig
+from chatgptt.emulator.faults import Fault, FaultPlan
+from chatgptt.emulator.nonces import NonceBook
+
+__all__ = ["EmulatorState", "RequestRecord"]
+
+
+@attrs.frozen(kw_only=True)
+class RequestRecord:
+    """One request as the site received it (for tests that check what a client sent)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: tuple[tuple[str, str], ...]
+    form: Mapping[str, str]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or ``None``."""
+        lowered = name.lower()
+        return next((value for key, value in self.headers if key.lower() == lowered), None)
+
+
+class EmulatorState:
+    """The shared state of one emulated site.
+
+    The server's loop updates it; tests read it (and rotate nonces, add faults, swap the
+    config) from any thread. Attributes:
+
+    - ``config``: the :class:`EmulatorConfig` in force; assign a new one between requests.
+    - ``nonces``: the :class:`NonceBook`; ``nonce`` is the current chat nonce.
+    - ``faults``: the :class:`FaultPlan`.
+    - ``page_fetches`` / ``ajax_requests``: requests seen on the landing pages / AJAX path.
+    - ``received``: each message list that reached the model, in order (a list of
+      ``{"role", "content"}`` dicts, like the captures' ``upstream-received.json``).
+    - ``requests``: the last ``config.request_log_limit`` requests, as :class:`RequestRecord`.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, faults: Iterable[Fault] = ()) -> None:
+        self.config = config if config is not None else EmulatorConfig()
+        self.nonces = NonceBook(self.config.nonce_secret)
+        self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan(faults)
+        self.page_fetches = 0
+        self.ajax_requests = 0
+        self.received: list[list[dict[str, str]]] = []
+        self.requests: deque[RequestRecord] = deque(maxlen=self.config.request_log_limit)
+
+    @property
+    def nonce(self) -> str:
+        """The chat nonce the landing page shows now."""
+        return self.nonces.current
+
+    def rotate_nonce(self, keep_previous: bool = False) -> str:
+        """Make a new nonce and return it; see :meth:`NonceBook.rotate`."""
+        return self.nonces.rotate(keep_previous=keep_previous)

@@ -1,0 +1,103 @@
+"""The reply writers produce the captured bytes, and chunking never loses text."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatgptt.emulator import UPSTREAM_ERROR_MESSAGE
+from chatgptt.emulator.replies import (
+    ERROR_FINISH_FRAME,
+    Frame,
+    answer_frames,
+    control_frame,
+    error_object_frame,
+    error_word_frames,
+    split_answer,
+)
+
+from .captures import CLASSIC
+
+
+def contents(frames: list[Frame]) -> list[str]:
+    """The ``delta.content`` of each chunk frame (finish and [DONE] frames skipped)."""
+    found = []
+    for frame in frames:
+        data = frame.data.decode().removeprefix("data: ")
+        if data.startswith("{"):
+            delta = json.loads(data)["choices"][0]["delta"]
+            if delta.get("content"):
+                found.append(delta["content"])
+    return found
+
+
+@settings(deadline=None)
+@given(st.text(), st.integers(min_value=1, max_value=50))
+def test_split_answer_joins_back(answer: str, size: int) -> None:
+    pieces = split_answer(answer, size)
+    assert "".join(pieces) == answer
+    assert all(len(piece) == size for piece in pieces[:-1])
+    assert all(0 < len(piece) <= size for piece in pieces)
+
+
+@settings(deadline=None)
+@given(st.text(), st.integers(min_value=1, max_value=20))
+def test_answer_frames_carry_the_answer(answer: str, size: int) -> None:
+    frames = answer_frames(answer, token_chars=size, model_name="m")
+    assert "".join(contents(frames)) == answer
+    assert sum(frame.token for frame in frames) == len(split_answer(answer, size))
+    assert frames[-1].data == b"data: [DONE]\n\n"
+    assert all(frame.data.endswith(b"\n\n") for frame in frames)
+
+
+def test_answer_frames_are_the_capture() -> None:
+    """Key order, separators and escapes as the capture rig wrote them."""
+    for name, answer in (
+        ("stream_ok_urlencoded", "Hello from upstream: Hello"),
+        (
+            "stream_special_chars",
+            "Hello from upstream: Quote \" apos ' back\\slash <b>tag</b> & amp; "
+            "café 日本 😀 %41 +plus",
+        ),
+    ):
+        frames = answer_frames(answer, token_chars=8, model_name="gpt-4o-mini")
+        assert b"".join(f.data for f in frames) == (CLASSIC / f"{name}.body").read_bytes()
+
+
+def test_error_words_are_the_capture() -> None:
+    block = b"".join(f.data for f in error_word_frames(UPSTREAM_ERROR_MESSAGE))
+    block += ERROR_FINISH_FRAME
+    assert block * 2 == (CLASSIC / "stream_upstream_error.body").read_bytes()
+
+
+@settings(deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1))
+def test_error_words_join_back(message: str) -> None:
+    frames = error_word_frames(message)
+    words = [
+        re.fullmatch(
+            r'event: message\ndata: \{"choices":\[\{"delta":\{"content":"(.*)"\}\}\]\}\n\n',
+            frame.data.decode(),
+            re.DOTALL,
+        )
+        for frame in frames
+    ]
+    assert "".join(match.group(1) for match in words if match is not None) == message
+    assert all(frame.token for frame in frames)
+
+
+def test_error_words_are_not_escaped() -> None:
+    (frame, *_) = error_word_frames('say "hi"')
+    assert b'"content":"say"' in frame.data
+    assert b'"content":" \\"hi\\""' not in error_word_frames('say "hi"')[1].data
+
+
+def test_control_and_error_frames() -> None:
+    assert (
+        control_frame("tokenLimitReached", "You have reached your token limit.").data
+        == b'data: {"msg":"You have reached your token limit.","tokenLimitReached":true}\n\n'
+    )
+    assert error_object_frame("boom").data == b'data: {"error":{"message":"boom"}}\n\n'

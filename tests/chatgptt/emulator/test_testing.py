@@ -1,0 +1,42 @@
+"""The pytest plugin's fixtures, as a test suite uses them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+
+from chatgptt.emulator import EmulatorConfig, Fault, ThreadedEmulator
+from chatgptt.testing import EmulatorFactory
+
+
+def test_emulator_fixture(emulator: ThreadedEmulator) -> None:
+    assert emulator.config.token_delay == 0
+    assert emulator.config.mode == "sse"
+    with urllib.request.urlopen(emulator.url, timeout=10) as response:
+        assert f'data-nonce="{emulator.nonce}"' in response.read().decode()
+
+
+def test_emulator_factory(emulator_factory: EmulatorFactory) -> None:
+    first = emulator_factory(mode="json")
+    second = emulator_factory(
+        EmulatorConfig(page_style="widget"),
+        faults=[Fault(kind="status", status=503, target="page")],
+        post_id="9",
+    )
+    assert first.port != second.port
+    assert first.config.mode == "json"
+    assert (second.config.page_style, second.config.post_id) == ("widget", "9")
+    assert second.faults.pending[0].status == 503
+
+
+def test_factory_stops_what_it_started() -> None:
+    factory = EmulatorFactory()
+    site = factory()
+    factory.stop_all()
+    assert site._thread is None
+
+
+def test_plugin_imports_without_pytest_asyncio() -> None:
+    code = "import sys; sys.modules['pytest_asyncio'] = None; import chatgptt.testing"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
