@@ -6,7 +6,15 @@ from here or from ``chatgptt`` directly.
 
 from __future__ import annotations
 
-from stages.config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts, is_retryable
+from stages.config import (
+    DEFAULT_HEADERS,
+    Limits,
+    RetryPolicy,
+    Settings,
+    Site,
+    Timeouts,
+    is_retryable,
+)
 
 from .session import SessionOptions
 

@@ -5,6 +5,8 @@ This package knows HTTP, HTML and server-sent events; it never imports ``chatgpt
 
 from __future__ import annotations
 
+from .bootstrap import FetchPage
+from .cache import TokenCache
 from .config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts, is_retryable
 from .core import (
     Body,
@@ -21,8 +23,6 @@ from .core import (
     require,
     stage,
 )
-from .bootstrap import FetchPage
-from .cache import TokenCache
 from .decode import DecodeReply, StreamInterpreter, decode_json_reply
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all

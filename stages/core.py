@@ -84,7 +84,11 @@ class Tokens:
     @property
     def action(self) -> str:
         """The AJAX action: the widget and the shortcode have one each (same handler)."""
-        return "wpaicg_chatbox_message" if self.chat_type == "widget" else "wpaicg_chat_shortcode_message"
+        return (
+            "wpaicg_chatbox_message"
+            if self.chat_type == "widget"
+            else "wpaicg_chat_shortcode_message"
+        )
 
     @property
     def chatbot_identity(self) -> str:
