@@ -257,6 +257,7 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         if structlog.is_configured():
             log.info(
                 "answer.completed",
+                request_id=call.request_id,
                 chars=delivered.chars,
                 stream_ms=round((time.perf_counter() - started) * 1000.0, 3),
             )

@@ -4,6 +4,7 @@
   stopped after the test.
 - ``emulator_factory``: makes more of them, with any config and faults; all are stopped
   after the test.
+- :func:`provider_for`: a ``ChatGptt`` subclass pointed at an emulator.
 
 The emulators run in their own thread and loop, so the fixtures are plain (sync) fixtures
 that work with pytest-asyncio, anyio or no async plugin at all.
@@ -19,7 +20,21 @@ import pytest
 
 from chatgptt.emulator import EmulatorConfig, Fault, ThreadedEmulator, start_in_thread
 
-__all__ = ["EmulatorFactory", "emulator", "emulator_factory"]
+__all__ = ["EmulatorFactory", "emulator", "emulator_factory", "provider_for"]
+
+
+def provider_for(emulator: Any, name: str = "Emulated", **attributes: Any) -> type[Any]:
+    """A ``ChatGptt`` subclass talking to ``emulator`` (anything with a ``url``).
+
+    It has a nonce cache of its own: emulators reuse freed ports, and a cache shared
+    across tests would serve one emulator's tokens to the next. ``attributes``
+    change other class attributes, e.g. ``history="flatten"``.
+    """
+    from chatgptt import ChatGptt  # imported late: loading the plugin stays cheap
+    from stages.cache import TokenCache
+
+    attributes.setdefault("token_cache", TokenCache())
+    return ChatGptt.derive(name, url=emulator.url, **attributes)
 
 
 class EmulatorFactory:

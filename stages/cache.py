@@ -44,19 +44,15 @@ class TokenCache:
         """Store ``value`` for ``key`` as fetched now."""
         self._entries[key] = (value, self._clock())
 
-    def invalidate(self, key: str, *, stored_before: float | None = None) -> None:
-        """Forget ``key``'s entry — only if it was stored before ``stored_before``
-        (a clock reading), so that a fresh entry another call just fetched survives
-        the rejection of an older nonce."""
+    def invalidate(self, key: str, *, nonce: str | None = None) -> None:
+        """Forget ``key``'s entry — if ``nonce`` is given, only while the entry still
+        holds that nonce, so that a fresh entry another call fetched meanwhile survives
+        the rejection of the old one."""
         entry = self._entries.get(key)
         if entry is None:
             return
-        if stored_before is None or entry[1] < stored_before:
+        if nonce is None or entry[0][1].nonce == nonce:
             del self._entries[key]
-
-    def now(self) -> float:
-        """The cache's clock (for ``invalidate(stored_before=...)``)."""
-        return self._clock()
 
     def clear(self) -> None:
         """Forget every entry."""

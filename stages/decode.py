@@ -69,10 +69,10 @@ CONTROL_FLAGS: tuple[str, ...] = (
 )
 
 
-def site_error(message: str, url: str) -> ChatGpttError:
+def site_error(message: str, url: str, *, nonce: str | None = None) -> ChatGpttError:
     """The typed error for the ``msg`` of a ``{"status":"error"}`` reply (PROTOCOL.md §4)."""
     if message.startswith(("Nonce verification failed", "Invalid nonce")):
-        return NonceRejectedError(url, message)
+        return NonceRejectedError(url, message, nonce=nonce)
     if message == "It appears that nothing was inputted.":
         return EmptyMessageError(
             "the site found the message empty (it rejects '' and '0'): " + message,
@@ -98,7 +98,7 @@ def _flag_error(obj: dict[str, Any]) -> ChatGpttError | None:
     return None
 
 
-def decode_json_reply(body: bytes, url: str) -> str:
+def decode_json_reply(body: bytes, url: str, *, nonce: str | None = None) -> str:
     """The answer text of a JSON reply (PROTOCOL.md §4), or the typed error it carries."""
     try:
         obj = json.loads(body)
@@ -125,7 +125,7 @@ def decode_json_reply(body: bytes, url: str) -> str:
         )
     if status == "error":
         message = obj.get("msg")
-        raise site_error(message if isinstance(message, str) else repr(message), url)
+        raise site_error(message if isinstance(message, str) else repr(message), url, nonce=nonce)
     raise MalformedResponseError(
         "a JSON reply without a known 'status'", url=url, preview=excerpt(body)
     )
@@ -382,7 +382,8 @@ class DecodeReply:
             if kind == "json":
                 raw = await body.read(limits.max_body_bytes)
                 await body.aclose()
-                stream = TextStream.of(decode_json_reply(raw, reply.url))
+                nonce = exchange.tokens.nonce if exchange.tokens is not None else None
+                stream = TextStream.of(decode_json_reply(raw, reply.url, nonce=nonce))
             elif kind == "sse":
                 stream = TextStream(
                     _sse_texts(body, reply.url, limits.max_event_bytes), on_close=body.aclose

@@ -249,10 +249,15 @@ class TokensNotFoundError(ChatGpttError, RuntimeError):
 class NonceRejectedError(ChatGpttError):
     """The site rejected the nonce (expired or rotated)."""
 
-    def __init__(self, url: str, detail: str, *, attempts: int = 1) -> None:
+    def __init__(
+        self, url: str, detail: str, *, attempts: int = 1, nonce: str | None = None
+    ) -> None:
         self.url = redact_url(url)
         self.detail = detail
         self.attempts = attempts
+        #: The rejected nonce (public: every visitor gets it), so that only a cache
+        #: entry still holding it is dropped.
+        self.nonce = nonce
         times = "twice" if attempts == 2 else ("once" if attempts == 1 else f"{attempts} times")
         super().__init__(f"nonce rejected {times} by {self.url}: {detail}")
 

@@ -319,6 +319,7 @@ def classify_failure(
     url: str,
     *,
     action: str | None = None,
+    nonce: str | None = None,
 ) -> ChatGpttError:
     """The error a non-200 reply means, from its status, headers and first bytes.
 
@@ -336,7 +337,7 @@ def classify_failure(
     if marker is not None:
         return BotProtectionError(url, status, marker)
     if status == 403 and body.lstrip().startswith(_NONCE_EXPIRED):
-        return NonceRejectedError(url, "the link you followed has expired (HTTP 403)")
+        return NonceRejectedError(url, "the link you followed has expired (HTTP 403)", nonce=nonce)
     if status == 400 and body.strip() == b"0":
         return UnknownActionError(url, action or "?")
     preview = _readable(body, content_type)

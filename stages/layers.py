@@ -215,18 +215,19 @@ class RefreshingNonce:
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
         cache = call.token_cache
-        began = cache.now() if cache is not None else 0.0
         try:
             return await self.inner(exchange)
         except NonceRejectedError as first:
             if cache is not None:
-                cache.invalidate(call.settings.site.page_url, stored_before=began)
+                cache.invalidate(call.settings.site.page_url, nonce=first.nonce)
             if structlog.is_configured():
                 log.info("nonce.rejected", url=first.url, detail=first.detail)
         try:
             return await self.inner(exchange)
         except NonceRejectedError as second:
-            raise NonceRejectedError(second.url, second.detail, attempts=2) from second
+            raise NonceRejectedError(
+                second.url, second.detail, attempts=2, nonce=second.nonce
+            ) from second
 
 
 def refreshing_nonce(stage: Stage) -> Stage:

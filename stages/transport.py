@@ -68,7 +68,12 @@ class PostForm:
             finally:
                 await body.aclose()
             raise classify_failure(
-                response.status, response.headers, preview, url, action=tokens.action
+                response.status,
+                response.headers,
+                preview,
+                url,
+                action=tokens.action,
+                nonce=tokens.nonce,
             )
         reply = Reply(url=url, status=200, headers=response.headers, body=body)
         return attrs.evolve(exchange, reply=reply)

@@ -38,16 +38,15 @@ def test_entries_expire_after_ttl() -> None:
     assert cache.get("k", ttl=60) is None
 
 
-def test_invalidate_spares_entries_stored_after_the_rejected_attempt_began() -> None:
-    clock = Clock()
-    cache = TokenCache(clock=clock)
-    began = cache.now()
-    clock.now += 1
+def test_invalidate_spares_an_entry_that_no_longer_holds_the_rejected_nonce() -> None:
+    cache = TokenCache()
     cache.put("k", (None, TOKENS))  # another call refreshed meanwhile
-    cache.invalidate("k", stored_before=began)
+    cache.invalidate("k", nonce="0000000000")
     assert cache.get("k", ttl=60) is not None
-    clock.now += 1
-    cache.invalidate("k", stored_before=cache.now())
+    cache.invalidate("k", nonce=TOKENS.nonce)
+    assert cache.get("k", ttl=60) is None
+    cache.put("k", (None, TOKENS))
+    cache.invalidate("k")
     assert cache.get("k", ttl=60) is None
     cache.invalidate("missing")  # no error
 

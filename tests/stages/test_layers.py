@@ -182,7 +182,7 @@ async def test_nonce_refresh_invalidates_cache_and_tries_once_more(exchange_for)
     exchange = exchange_for(cache=cache)
     key = exchange.call.settings.site.page_url
     cache.put(key, (None, TOKENS))
-    stage = Flaky(NonceRejectedError(URL, "expired"))
+    stage = Flaky(NonceRejectedError(URL, "expired", nonce=TOKENS.nonce))
     result = await RefreshingNonce(stage)(exchange)
     assert result.notes == {"calls": 2}
     assert cache.get(key, 60) is None, "the rejected nonce was dropped"

@@ -1,0 +1,346 @@
+"""The ChatGptt provider end to end against the emulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import attrs
+import pytest
+
+from chatgptt import (
+    ChatGptt,
+    InvalidMessagesError,
+    NonceRejectedError,
+    Pipeline,
+    RetryPolicy,
+    UnknownModelError,
+    stage,
+)
+from chatgptt.emulator import DEFAULT_GREETING, Fault
+from chatgptt.testing import provider_for
+from stages.core import Exchange
+
+HELLO = [{"role": "user", "content": "Hello"}]
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": 'And now? Say "x" & <y>'},
+]
+
+
+async def answer(provider: type[ChatGptt], messages: Any = HELLO, **kwargs: Any) -> list[str]:
+    return [chunk async for chunk in provider.create_async_generator("gpt-4o", messages, **kwargs)]
+
+
+def test_the_seed_attributes() -> None:
+    assert ChatGptt.url == "https://chatgptt.me"
+    assert ChatGptt.api_endpoint == "https://chatgptt.me/wp-admin/admin-ajax.php"
+    assert ChatGptt.working is True
+    assert ChatGptt.supports_stream is True
+    assert ChatGptt.supports_system_message is True
+    assert ChatGptt.supports_message_history is True
+    assert ChatGptt.default_model == "gpt-4o"
+    assert ChatGptt.models == ["gpt-4", "gpt-4o", "gpt-4o-mini"]
+
+
+def test_models_and_aliases() -> None:
+    assert ChatGptt.get_models() == ["gpt-4", "gpt-4o", "gpt-4o-mini"]
+    assert ChatGptt.get_model("") == "gpt-4o"
+    assert ChatGptt.get_model("gpt-4o-mini") == "gpt-4o-mini"
+    assert ChatGptt.get_model("gpt-4o-2024-08-06") == "gpt-4o"
+    with pytest.raises(UnknownModelError, match="valid models: gpt-4, gpt-4o, gpt-4o-mini"):
+        ChatGptt.get_model("claude-3")
+
+
+def test_api_endpoint_follows_url_unless_set() -> None:
+    class Mirror(ChatGptt):
+        url = "http://127.0.0.1:8080"
+
+    class Pinned(ChatGptt):
+        url = "http://127.0.0.1:8080"
+        api_endpoint = "http://127.0.0.1:8080/rizq"
+
+    assert Mirror.api_endpoint == "http://127.0.0.1:8080/wp-admin/admin-ajax.php"
+    assert Pinned.api_endpoint == "http://127.0.0.1:8080/rizq"
+    assert Mirror.settings().site.page_url == "http://127.0.0.1:8080/"
+
+
+@pytest.mark.parametrize("mode", ["sse", "json"])
+async def test_answers_in_both_modes(emulator_factory, mode: str) -> None:
+    emulator = emulator_factory(mode=mode)
+    chunks = await answer(provider_for(emulator))
+    assert "".join(chunks) == "Hello from upstream: Hello"
+    assert emulator.stats.received[-1] == [
+        {"role": "user", "content": DEFAULT_GREETING},
+        {"role": "user", "content": "Hello"},
+    ]
+
+
+async def test_text_reaches_the_caller_before_the_answer_is_complete(emulator_factory) -> None:
+    stall = Fault(kind="stall", where="inside", after_tokens=2, seconds=30.0)
+    emulator = emulator_factory(faults=[stall])
+    stream = provider_for(emulator).create_async_generator("gpt-4o", HELLO)
+    async with contextlib.aclosing(stream):
+        first = await anext(stream)
+    assert "Hello from upstream: Hello".startswith(first)
+    assert first != "Hello from upstream: Hello"
+
+
+async def test_history_and_system_messages_reach_the_model(emulator) -> None:
+    chunks = await answer(provider_for(emulator), CONVERSATION)
+    assert "".join(chunks) == 'Hello from upstream: And now? Say "x" & <y>'
+    assert emulator.stats.received[-1] == [
+        {"role": "user", "content": DEFAULT_GREETING},
+        {"role": "user", "content": "System: Be brief."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": 'And now? Say "x" & <y>'},
+    ]
+
+
+async def test_history_with_awkward_characters_survives_the_sanitiser(emulator) -> None:
+    messages = [
+        {"role": "user", "content": 'He said "hi" C:\\path <i>x</i> 100%41 café\nline two'},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "Next"},
+    ]
+    await answer(provider_for(emulator), messages)
+    received = emulator.stats.received[-1]
+    assert len(received) == 4, "the history did not vanish"
+    assert received[1] == {
+        "role": "user",
+        "content": "He said ＂hi＂ C:＼path ＜i>x＜/i> 100％41 café\u2028line two",
+    }
+
+
+async def test_flatten_mode_sends_one_message(emulator) -> None:
+    await answer(provider_for(emulator, history="flatten"), CONVERSATION)
+    assert emulator.stats.received[-1][1:] == [
+        {
+            "role": "user",
+            "content": "System: Be brief.\nUser: Hi there\nAssistant: Hello! How can I help?\n"
+            'User: And now? Say "x" & <y>\nAssistant:',
+        }
+    ]
+
+
+async def test_history_option_per_call(emulator) -> None:
+    await answer(provider_for(emulator), CONVERSATION, history="flatten")
+    assert len(emulator.stats.received[-1]) == 2
+
+
+async def test_the_nonce_is_reused_across_calls(emulator) -> None:
+    provider = provider_for(emulator)
+    for _ in range(3):
+        assert "".join(await answer(provider)) == "Hello from upstream: Hello"
+    assert emulator.stats.page_fetches == 1
+    assert emulator.stats.ajax_requests == 3
+
+
+async def test_a_rotated_nonce_is_refetched_once(emulator) -> None:
+    provider = provider_for(emulator)
+    await answer(provider)
+    emulator.rotate_nonce()
+    assert "".join(await answer(provider)) == "Hello from upstream: Hello"
+    assert emulator.stats.page_fetches == 2
+    assert emulator.stats.ajax_requests == 3, "one rejected POST, then the one that worked"
+
+
+@pytest.mark.parametrize("nonce_style", ["403", "json"])
+async def test_a_nonce_rejected_twice_is_a_typed_error(emulator_factory, nonce_style: str) -> None:
+    emulator = emulator_factory(
+        nonce_style=nonce_style, faults=[Fault(kind="expire_nonce", times=None)]
+    )
+    with pytest.raises(NonceRejectedError, match="rejected twice") as info:
+        await answer(provider_for(emulator))
+    assert info.value.attempts == 2
+    assert emulator.stats.page_fetches == 2
+
+
+async def test_a_custom_stage_inserted_into_the_pipeline(emulator) -> None:
+    @stage("shout")
+    async def shout(exchange: Exchange) -> Exchange:
+        assert exchange.form is not None
+        form = tuple(
+            (key, value.upper() if key == "message" else value) for key, value in exchange.form
+        )
+        return attrs.evolve(exchange, form=form)
+
+    loud = ChatGptt.with_pipeline(ChatGptt.pipeline.insert_after("payload", shout), name="Loud")
+    loud = provider_for(emulator).with_pipeline(loud.pipeline)
+    assert loud.pipeline.names == ("bootstrap", "tokens", "payload", "shout", "transport", "decode")
+    assert "".join(await answer(loud)) == "Hello from upstream: HELLO"
+    assert ChatGptt.pipeline.names == ("bootstrap", "tokens", "payload", "transport", "decode")
+
+
+async def test_a_stage_replaced_in_the_pipeline(emulator) -> None:
+    original = ChatGptt.pipeline["decode"]
+
+    @stage("decode")
+    async def decode_then_reverse(exchange: Exchange) -> Exchange:
+        decoded = await original(exchange)
+        assert decoded.text is not None
+        text = "".join([chunk async for chunk in decoded.text])
+        from stages.core import TextStream
+
+        return attrs.evolve(decoded, text=TextStream.of(text[::-1]))
+
+    backwards = ChatGptt.with_pipeline(ChatGptt.pipeline.replace("decode", decode_then_reverse))
+    reversed_provider = provider_for(emulator).with_pipeline(backwards.pipeline)
+    assert "".join(await answer(reversed_provider)) == "olleH :maertspu morf olleH"
+
+
+async def test_extra_options_reach_custom_stages(emulator) -> None:
+    seen: list[Any] = []
+
+    @stage("peek")
+    async def peek(exchange: Exchange) -> Exchange:
+        seen.append(exchange.call.options)
+        return exchange
+
+    provider = provider_for(emulator).with_pipeline(Pipeline([peek, *ChatGptt.pipeline]))
+    await answer(provider, temperature=0.2, web_search=True)
+    assert seen == [{"temperature": 0.2, "web_search": True}]
+
+
+async def test_the_page_ajax_url_is_honoured(emulator_factory) -> None:
+    emulator = emulator_factory(ajax_path="/rizq")
+    assert "".join(await answer(provider_for(emulator))) == "Hello from upstream: Hello"
+    assert [record.path for record in emulator.stats.requests] == ["/", "/rizq"]
+
+
+@pytest.mark.parametrize(
+    "style", ["single_quotes", "unquoted", "reordered", "widget", "params_only", "decoy"]
+)
+async def test_every_page_style_works(emulator_factory, style: str) -> None:
+    emulator = emulator_factory(page_style=style)
+    assert "".join(await answer(provider_for(emulator))) == "Hello from upstream: Hello"
+
+
+async def test_create_async_returns_the_whole_text(emulator) -> None:
+    text = await provider_for(emulator).create_async("gpt-4o", HELLO)
+    assert text == "Hello from upstream: Hello"
+
+
+def test_create_completion_from_synchronous_code(emulator) -> None:
+    provider = provider_for(emulator)
+    assert "".join(provider.create_completion("gpt-4o", HELLO)) == "Hello from upstream: Hello"
+    assert list(provider.create_completion("gpt-4o", HELLO, stream=False)) == [
+        "Hello from upstream: Hello"
+    ]
+
+
+async def test_create_completion_inside_a_running_loop(emulator) -> None:
+    """As in a notebook: the sync API called while an event loop runs in this thread."""
+    asyncio.get_running_loop()
+    chunks = list(provider_for(emulator).create_completion("gpt-4o", HELLO))
+    assert "".join(chunks) == "Hello from upstream: Hello"
+
+
+def test_breaking_out_of_a_sync_stream_releases_it(emulator_factory) -> None:
+    stall = Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0)
+    emulator = emulator_factory(faults=[stall])
+    completion = provider_for(emulator).create_completion("gpt-4o", HELLO)
+    first = next(completion)
+    completion.close()  # what `break` does; must not wait for the 30 s stall
+    assert "Hello from upstream: Hello".startswith(first)
+
+
+async def test_invalid_input_fails_before_any_request(emulator) -> None:
+    provider = provider_for(emulator)
+    with pytest.raises(InvalidMessagesError, match=r"messages\[0\]"):
+        await answer(provider, [{"role": "tool", "content": "x"}])
+    with pytest.raises(UnknownModelError):
+        await provider.create_async("gpt-9", HELLO)
+    assert emulator.stats.page_fetches == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": -1}, "timeout must be a positive number"),
+        ({"retry": 3}, "retry must be a RetryPolicy"),
+        ({"history": "all"}, "history must be 'messages' or 'flatten'"),
+        ({"client_id": "not valid!"}, "client_id must be 1 to 64 letters or digits"),
+        ({"session": object()}, "session must be an aiohttp.ClientSession"),
+    ],
+)
+async def test_bad_options_are_named(emulator, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await answer(provider_for(emulator), **options)
+
+
+async def test_the_client_id_is_stable_per_conversation(emulator) -> None:
+    provider = provider_for(emulator)
+    await answer(provider, CONVERSATION[:2])
+    await answer(provider, CONVERSATION)
+    await answer(provider, [{"role": "user", "content": "Something else"}])
+    ids = [
+        record.form["wpaicg_chat_client_id"] for record in emulator.stats.requests if record.form
+    ]
+    assert ids[0] == ids[1] != ids[2]
+    await answer(provider, HELLO, client_id="Mine123456")
+    assert emulator.stats.requests[-1].form["wpaicg_chat_client_id"] == "Mine123456"
+
+
+async def test_one_session_per_loop_reused_across_calls(emulator) -> None:
+    provider = provider_for(emulator)
+    await answer(provider)
+    first = await ChatGptt.sessions.get()
+    await answer(provider)
+    assert await ChatGptt.sessions.get() is first
+    await ChatGptt.aclose()
+    assert first.closed
+
+
+async def test_a_callers_own_session_is_used_and_left_open(emulator) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as own:
+        assert (
+            "".join(await answer(provider_for(emulator), session=own))
+            == "Hello from upstream: Hello"
+        )
+        assert not own.closed
+
+
+async def test_retry_policy_per_provider(emulator_factory, fake_sleep) -> None:
+    emulator = emulator_factory(faults=[Fault(kind="status", status=503, times=2)])
+    provider = provider_for(emulator, retry_policy=RetryPolicy(sleep=fake_sleep, attempts=3))
+    assert "".join(await answer(provider)) == "Hello from upstream: Hello"
+    assert len(fake_sleep.delays) == 2
+
+
+def test_a_script_closes_cleanly_and_prints_nothing(emulator) -> None:
+    """asyncio.run closes the shared session: no 'Unclosed client session', no output
+    from the library (structlog is not configured)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from chatgptt import ChatGptt
+
+        class Mirror(ChatGptt):
+            url = {emulator.url!r}
+
+        async def main():
+            return await Mirror.create_async("gpt-4o", [{{"role": "user", "content": "Hi"}}])
+
+        assert asyncio.run(main()) == "Hello from upstream: Hi"
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == ""

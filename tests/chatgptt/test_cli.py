@@ -1,0 +1,82 @@
+"""The chatgptt command: chat (streaming, stdin, errors, tracing), models."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from chatgptt.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def test_chat_against_the_emulator(capsys) -> None:
+    assert main(["chat", "--emulator", "Hello, how are you?"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "Hello from upstream: Hello, how are you?\n"
+    assert err == ""
+
+
+def test_chat_against_a_url_with_a_system_message(emulator, capsys) -> None:
+    assert main(["chat", "--url", emulator.url, "--system", "Be brief.", "Hi"]) == 0
+    assert capsys.readouterr().out == "Hello from upstream: Hi\n"
+    assert emulator.stats.received[-1][1] == {"role": "user", "content": "System: Be brief."}
+
+
+def test_prompt_from_stdin(emulator, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("from stdin"))
+    assert main(["chat", "--url", emulator.url, "-"]) == 0
+    assert capsys.readouterr().out == "Hello from upstream: from stdin\n"
+
+
+def test_failure_is_one_line_and_a_non_zero_status(capsys) -> None:
+    assert main(["chat", "--url", "http://127.0.0.1:9", "--timeout", "5", "Hi"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("chatgptt: error: cannot connect to 127.0.0.1:9")
+    assert err.count("\n") == 1
+
+
+def test_trace_logs_stages_on_stderr_only(emulator, capsys) -> None:
+    assert main(["chat", "--url", emulator.url, "--trace", "Hi"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "Hello from upstream: Hi\n"
+    for event in ("stage.started", "stage.completed", "answer.completed"):
+        assert event in err
+    for name in ("bootstrap", "tokens", "payload", "transport", "decode", "request"):
+        assert f"stage={name}" in err
+    assert "request_id=" in err
+
+
+def test_models(capsys) -> None:
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == ["gpt-4", "gpt-4o", "gpt-4o-mini"]
+
+
+def test_unknown_model_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["chat", "--model", "gpt-9", "Hi"])
+    assert info.value.code == 2
+
+
+def test_the_installed_command_streams_the_demo() -> None:
+    command = Path(sys.executable).with_name("chatgptt")
+    done = subprocess.run(
+        [str(command), "chat", "--emulator", "Hello, how are you?"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Hello from upstream: Hello, how are you?\n"
