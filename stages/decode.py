@@ -283,7 +283,8 @@ class StreamInterpreter:
         )
 
 
-async def _sse_texts(body: Body, url: str, max_line_bytes: int) -> AsyncIterator[str]:
+async def _sse_texts(body: Body, url: str, max_event_bytes: int) -> AsyncIterator[str]:
+    max_line_bytes = max_event_bytes
     decoder = SSEDecoder(max_line_bytes=max_line_bytes)
     interpreter = StreamInterpreter(url)
     drained = 0
@@ -293,6 +294,8 @@ async def _sse_texts(body: Body, url: str, max_line_bytes: int) -> AsyncIterator
                 events = decoder.feed(chunk)
             except SSELineTooLongError as exc:
                 raise ResponseTooLargeError("a stream line", max_line_bytes, url=url) from exc
+            if decoder.buffered_bytes > max_line_bytes:  # many short lines, no blank line
+                raise ResponseTooLargeError("a stream event", max_line_bytes, url=url)
             if interpreter.finished:
                 drained += len(chunk)
             if events:

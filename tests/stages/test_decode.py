@@ -388,3 +388,12 @@ async def test_oversized_json_is_a_size_error(exchange_for) -> None:
                 exchange, FakeBody([b'{"status":"success","data":"long"}']), "application/json"
             )
         )
+
+
+async def test_an_endless_event_of_short_lines_is_a_size_error(exchange_for) -> None:
+    from stages.config import Limits
+
+    exchange = exchange_for(limits=Limits(max_event_bytes=64))
+    body = FakeBody([b"data: x\n" * 5, b"data: y\n" * 20])
+    with pytest.raises(ResponseTooLargeError, match="a stream event exceeds the limit of 64 bytes"):
+        await DecodeReply()(with_reply(exchange, body, "text/event-stream"))
