@@ -1,0 +1,57 @@
+"""The README's Python examples run as written (against the emulator, not the real site)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatgptt import ChatGptt
+
+README = Path(__file__).parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def block(marker: str) -> str:
+    """The README's Python block containing ``marker``."""
+    matching = [code for code in BLOCKS if marker in code]
+    assert len(matching) == 1, f"expected one README block with {marker!r}"
+    return matching[0]
+
+
+def test_the_readme_has_the_examples_this_file_runs() -> None:
+    assert len(BLOCKS) == 4
+
+
+def test_library_usage(emulator, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(ChatGptt, "url", emulator.url)
+    monkeypatch.setattr(ChatGptt, "token_cache", type(ChatGptt.token_cache)())
+    exec(block("asyncio.run(main())"), {})
+    assert capsys.readouterr().out == "Hello from upstream: Hello, how are you?\n"
+    assert emulator.stats.received[-1][1] == {"role": "user", "content": "System: Be brief."}
+
+
+def test_another_site_and_custom_stage(emulator) -> None:
+    namespace: dict[str, Any] = {}
+    exec(block("class Mirror(ChatGptt)"), namespace)
+    assert namespace["Mirror"].url == "https://chatgpt.example"
+    assert namespace["Mirror"].history == "flatten"
+    exec(block('@stage("sign")'), namespace)
+    assert namespace["Signed"].pipeline.names[3] == "sign"
+    exec(block("async def test_my_stage"), namespace)
+    from chatgptt.testing import EmulatorFactory
+
+    factory = EmulatorFactory()
+    try:
+        asyncio.run(namespace["test_my_stage"](factory))
+    finally:
+        factory.stop_all()
+
+
+@pytest.mark.parametrize("command", ["make demo", "make test"])
+def test_the_two_commands_come_first(command: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    assert text.index(command) < text.index("## Use it as a library")
