@@ -136,7 +136,7 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
     token_cache: ClassVar[TokenCache] = TokenCache()
     sessions: ClassVar[SessionRegistry] = SESSIONS
 
-    _assembled: ClassVar[tuple[Pipeline, Stage] | None] = None
+    _assembled: ClassVar[tuple[Pipeline, Stage, Stage] | None] = None
     _settings_cache: ClassVar[tuple[tuple[Any, ...], Settings] | None] = None
 
     # --- configuration ------------------------------------------------------------------
@@ -204,14 +204,17 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         return settings
 
     @classmethod
-    def assembled(cls) -> Stage:
-        """The class's pipeline with the standard layers around it (built once)."""
+    def assembled(cls, *, trace: bool = True) -> Stage:
+        """The class's pipeline with the standard layers around it (built once).
+
+        ``trace=False``: the same without the tracing layers, which the calls use
+        while structlog is unconfigured (they would log nothing anyway).
+        """
         cached = cls.__dict__.get("_assembled")
-        if cached is not None and cached[0] is cls.pipeline:
-            return cast("Stage", cached[1])
-        runner = assemble(cls.pipeline)
-        cls._assembled = (cls.pipeline, runner)
-        return runner
+        if cached is None or cached[0] is not cls.pipeline:
+            cached = (cls.pipeline, assemble(cls.pipeline), assemble(cls.pipeline, trace=False))
+            cls._assembled = cached
+        return cast("Stage", cached[1] if trace else cached[2])
 
     @classmethod
     async def aclose(cls) -> None:
@@ -268,16 +271,15 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
     ) -> tuple[Call, TextStream]:
         """Validate the call, run the pipeline up to the first text, return the stream."""
         call = await cls._make_call(model, messages, proxy, kwargs)
-        runner = cls.assembled()
         exchange = Exchange(call=call)
         scope = asyncio.timeout_at(call.deadline)
         try:
             async with scope:
                 if structlog.is_configured():
                     with structlog.contextvars.bound_contextvars(request_id=call.request_id):
-                        exchange = await runner(exchange)
+                        exchange = await cls.assembled(trace=True)(exchange)
                 else:
-                    exchange = await runner(exchange)
+                    exchange = await cls.assembled(trace=False)(exchange)
         except TimeoutError:
             if scope.expired():
                 total = call.settings.timeouts.total or 0.0

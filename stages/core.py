@@ -151,12 +151,7 @@ class TextStream:
     @classmethod
     def of(cls, *texts: str) -> TextStream:
         """A stream of known chunks (a JSON answer, a test)."""
-
-        async def chunks() -> AsyncIterator[str]:
-            for text in texts:
-                yield text
-
-        return cls(chunks())
+        return cls(_KnownChunks(texts))
 
     async def prime(self) -> None:
         """Read ahead to the first non-empty chunk (or the end); idempotent."""
@@ -193,6 +188,23 @@ class TextStream:
         finally:
             if self._on_close is not None:
                 await self._on_close()
+
+
+class _KnownChunks:
+    """An async iterator over chunks already in memory (cheaper than an async generator)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: tuple[str, ...]) -> None:
+        self._items = iter(items)
+
+    def __aiter__(self) -> _KnownChunks:
+        return self
+
+    async def __anext__(self) -> str:
+        for item in self._items:
+            return item
+        raise StopAsyncIteration
 
 
 @attrs.frozen(kw_only=True)

@@ -318,7 +318,7 @@ def _cached_span(names: tuple[str, ...]) -> tuple[int, int] | None:
     return start, end
 
 
-def assemble(pipeline: Pipeline, *, name: str = "request") -> Stage:
+def assemble(pipeline: Pipeline, *, name: str = "request", trace: bool = True) -> Stage:
     """Wrap the standard layers around ``pipeline``. The order, outermost first::
 
         traced(refreshing_nonce(retrying(attempt)))
@@ -335,13 +335,21 @@ def assemble(pipeline: Pipeline, *, name: str = "request") -> Stage:
     - The cache sits inside the attempt: a retry reuses tokens already fetched.
     - Time limits are not a layer here: the transport enforces connect, first
       byte and idle limits, and every wait honours the call's deadline.
+
+    ``trace=False`` leaves the tracing layers out: the facade runs that assembly
+    while structlog is unconfigured, so silent tracing costs nothing at all.
     """
     names = pipeline.names
-    stages: list[Stage] = [traced(step) for step in pipeline]
+    wrap: Layer = traced if trace else _unchanged
+    stages: list[Stage] = [wrap(step) for step in pipeline]
     span = _cached_span(names)
     if span is not None:
         start, end = span
         head = Pipeline(stages[start:end], name="tokens")
         stages[start:end] = [token_cached(head)]
     attempt = Pipeline(stages, name=name)
-    return traced(refreshing_nonce(retrying(attempt)))
+    return wrap(refreshing_nonce(retrying(attempt)))
+
+
+def _unchanged(stage: Stage) -> Stage:
+    return stage

@@ -16,6 +16,7 @@ Two layouts (``Settings.history``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -304,6 +305,12 @@ def conversation_client_id(messages: Sequence[Message], *, salt: bytes) -> str:
             break
         if message.role == "system":
             opening.append((message.role, message.content))
+    return _client_id_of(salt, tuple(opening))
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_id_of(salt: bytes, opening: tuple[tuple[str, str], ...]) -> str:
+    # Cached: every turn of a conversation asks again, and the HMAC is most of the cost.
     data = json.dumps(opening, ensure_ascii=True).encode("ascii")
     number = int.from_bytes(hmac.new(salt, data, hashlib.sha256).digest(), "big")
     base = len(CLIENT_ID_ALPHABET)

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from urllib.parse import urlencode, urlsplit
+import functools
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote_plus, urlsplit
 
 import attrs
 
 from .core import Exchange, Reply, require
 from .http import ERROR_PREVIEW_BYTES, ResponseBody, classify_failure, send
 
-__all__ = ["PostForm", "post_headers"]
+__all__ = ["PostForm", "encode_form", "post_headers"]
+
+#: Fields whose values change with every message; the others repeat for hours.
+_PER_MESSAGE = frozenset({"message", "wpaicg_chat_history"})
+
+
+@functools.lru_cache(maxsize=512)
+def _quoted(text: str) -> str:
+    return quote_plus(text)
+
+
+def encode_form(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """``application/x-www-form-urlencoded`` bytes, as ``urllib.parse.urlencode`` writes them.
+
+    Field names and the values that repeat across calls (nonce, post id, client id…)
+    are quoted once and remembered; the message and history are quoted each time
+    and never kept.
+    """
+    return "&".join(
+        f"{_quoted(key)}={quote_plus(value) if key in _PER_MESSAGE else _quoted(value)}"
+        for key, value in pairs
+    ).encode("ascii")
+
 
 _ACCEPT = "text/event-stream, application/json;q=0.9, */*;q=0.8"
 
@@ -51,7 +74,7 @@ class PostForm:
             "POST",
             url,
             headers=post_headers(settings.site.headers, tokens.page_url),
-            data=urlencode(form).encode("ascii"),
+            data=encode_form(form),
             allow_redirects=False,
         )
         body = ResponseBody(
