@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import attrs
 
 from .core import Exchange, Page
-from .http import ERROR_PREVIEW_BYTES, ResponseBody, classify_failure, send
+from .http import ResponseBody, classify_failure, read_prefix, send
 
 __all__ = ["FetchPage", "page_headers"]
 
@@ -35,17 +35,10 @@ class FetchPage:
         settings = call.settings
         url = settings.site.page_url
         response = await send(call, "GET", url, headers=page_headers(settings.site.headers))
-        body = ResponseBody(
-            response,
-            url=url,
-            idle=settings.timeouts.idle,
-            deadline=call.deadline,
-            total=settings.timeouts.total,
-            max_bytes=None,
-        )
+        body = ResponseBody.of_call(response, call, url, max_bytes=None)
         try:
             if response.status != 200:
-                preview = await body.read_prefix(ERROR_PREVIEW_BYTES)
+                preview = await read_prefix(body)
                 raise classify_failure(response.status, response.headers, preview, url)
             raw = await body.read(settings.limits.max_page_bytes)
         finally:

@@ -30,7 +30,7 @@ from .errors import (
     UpstreamError,
     excerpt,
 )
-from .http import ERROR_PREVIEW_BYTES
+from .http import read_prefix
 from .protection import challenge_marker
 from .sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
@@ -405,17 +405,7 @@ class DecodeReply:
 
     @staticmethod
     async def _unexpected(body: Body, media: str, url: str) -> ChatGpttError:
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in body:
-                parts.append(chunk)
-                size += len(chunk)
-                if size >= ERROR_PREVIEW_BYTES:
-                    break
-        except ChatGpttError:
-            pass
-        preview = b"".join(parts)
+        preview = await read_prefix(body)
         marker = challenge_marker(preview)
         if marker is not None:
             return BotProtectionError(url, 200, marker)

@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,7 @@ __all__ = [
     "classify_failure",
     "map_client_error",
     "parse_retry_after",
+    "read_prefix",
     "send",
 ]
 
@@ -195,6 +196,21 @@ class ResponseBody:
         self._closed = False
         self.received = 0
 
+    @classmethod
+    def of_call(
+        cls, response: aiohttp.ClientResponse, call: Call, url: str, *, max_bytes: int | None
+    ) -> ResponseBody:
+        """The body of ``response``, read within the call's idle limit and deadline."""
+        timeouts = call.settings.timeouts
+        return cls(
+            response,
+            url=url,
+            idle=timeouts.idle,
+            deadline=call.deadline,
+            total=timeouts.total,
+            max_bytes=max_bytes,
+        )
+
     def __aiter__(self) -> ResponseBody:
         return self
 
@@ -254,21 +270,6 @@ class ResponseBody:
             parts.append(chunk)
         return b"".join(parts)
 
-    async def read_prefix(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes of the body (for classifying an error reply); never fails
-        on a broken or slow body — what arrived is what there is."""
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in self:
-                parts.append(chunk)
-                size += len(chunk)
-                if size >= limit:
-                    break
-        except ChatGpttError:
-            pass
-        return b"".join(parts)[:limit]
-
     async def aclose(self) -> None:
         """Release the connection; idempotent."""
         if self._closed:
@@ -278,6 +279,24 @@ class ResponseBody:
             self._response.release()
         else:
             self._response.close()
+
+
+async def read_prefix(body: AsyncIterable[bytes], limit: int = ERROR_PREVIEW_BYTES) -> bytes:
+    """Up to ``limit`` bytes of a body, to classify and quote an unexpected reply.
+
+    Never fails on a broken or slow body: what arrived is what there is.
+    """
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in body:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    except ChatGpttError:
+        pass
+    return b"".join(parts)[:limit]
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

@@ -66,14 +66,20 @@ def _describe(exc: BaseException) -> dict[str, Any]:
 
 
 @attrs.frozen
-class Traced:
-    """A stage whose runs are logged; it keeps the wrapped stage's name."""
+class Wrapped:
+    """What every layer's stage has: the stage it wraps, whose name it keeps (so a
+    pipeline still finds the stage by name once layers are around it)."""
 
     inner: Stage
 
     @property
     def name(self) -> str:
         return self.inner.name
+
+
+@attrs.frozen
+class Traced(Wrapped):
+    """A stage whose runs are logged; it keeps the wrapped stage's name."""
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         if not structlog.is_configured():
@@ -149,19 +155,13 @@ def _log_retry(exchange: Exchange, stage_name: str) -> Callable[[RetryCallState]
 
 
 @attrs.frozen
-class Retrying:
+class Retrying(Wrapped):
     """A stage that is run again, per the call's ``RetryPolicy``, when it fails retryably.
 
     The first attempt runs directly; tenacity takes over only after a failure (its
     per-call setup would otherwise cost ~25 µs — 5 % of a loopback call — on every
     call that never needs it). Cancellation is never retried.
     """
-
-    inner: Stage
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         policy = exchange.call.settings.retry
@@ -199,18 +199,12 @@ def retrying(stage: Stage) -> Stage:
 
 
 @attrs.frozen
-class RefreshingNonce:
+class RefreshingNonce(Wrapped):
     """On a rejected nonce, drop the cached tokens and run the stage once more.
 
     A second rejection in the same call is final: ``NonceRejectedError`` with
     ``attempts == 2``.
     """
-
-    inner: Stage
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
@@ -236,16 +230,10 @@ def refreshing_nonce(stage: Stage) -> Stage:
 
 
 @attrs.frozen
-class TokenCached:
+class TokenCached(Wrapped):
     """Serve ``page`` and ``tokens`` from the call's ``TokenCache``, running the
     wrapped stage (bootstrap and token extraction) only to fill it — once for all
     concurrent calls."""
-
-    inner: Stage
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
@@ -277,16 +265,11 @@ def token_cached(stage: Stage) -> Stage:
 
 
 @attrs.frozen
-class TimedOut:
+class TimedOut(Wrapped):
     """A stage bounded by ``seconds``; exceeding it raises ``ProviderTimeoutError``."""
 
-    inner: Stage
     seconds: float
     limit: str = "stage"
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         scope = asyncio.timeout(self.seconds)

@@ -9,7 +9,7 @@ from urllib.parse import quote_plus, urlsplit
 import attrs
 
 from .core import Exchange, Reply, require
-from .http import ERROR_PREVIEW_BYTES, ResponseBody, classify_failure, send
+from .http import ResponseBody, classify_failure, read_prefix, send
 
 __all__ = ["PostForm", "encode_form", "post_headers"]
 
@@ -77,17 +77,10 @@ class PostForm:
             data=encode_form(form),
             allow_redirects=False,
         )
-        body = ResponseBody(
-            response,
-            url=url,
-            idle=settings.timeouts.idle,
-            deadline=call.deadline,
-            total=settings.timeouts.total,
-            max_bytes=settings.limits.max_stream_bytes,
-        )
+        body = ResponseBody.of_call(response, call, url, max_bytes=settings.limits.max_stream_bytes)
         if response.status != 200:
             try:
-                preview = await body.read_prefix(ERROR_PREVIEW_BYTES)
+                preview = await read_prefix(body)
             finally:
                 await body.aclose()
             raise classify_failure(
