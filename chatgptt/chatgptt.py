@@ -272,19 +272,12 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         """Validate the call, run the pipeline up to the first text, return the stream."""
         call = await cls._make_call(model, messages, proxy, kwargs)
         exchange = Exchange(call=call)
-        scope = asyncio.timeout_at(call.deadline)
-        try:
-            async with scope:
-                if structlog.is_configured():
-                    with structlog.contextvars.bound_contextvars(request_id=call.request_id):
-                        exchange = await cls.assembled(trace=True)(exchange)
-                else:
-                    exchange = await cls.assembled(trace=False)(exchange)
-        except TimeoutError:
-            if scope.expired():
-                total = call.settings.timeouts.total or 0.0
-                raise ProviderTimeoutError("total", total, url=call.settings.site.url) from None
-            raise
+        # No timer for the deadline here: every wait in the assembled pipeline honours it.
+        if structlog.is_configured():
+            with structlog.contextvars.bound_contextvars(request_id=call.request_id):
+                exchange = await cls.assembled(trace=True)(exchange)
+        else:
+            exchange = await cls.assembled(trace=False)(exchange)
         return call, require(exchange.text, "decode", "text")
 
     @classmethod

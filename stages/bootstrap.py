@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import attrs
 
@@ -29,6 +30,8 @@ class FetchPage:
     """
 
     name: str = "bootstrap"
+    #: Every wait of this stage is bounded by the call's deadline (or it has none).
+    honours_deadline: ClassVar[bool] = True
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call

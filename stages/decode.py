@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -100,18 +100,14 @@ def _flag_error(obj: dict[str, Any]) -> ChatGpttError | None:
 
 def decode_json_reply(body: bytes, url: str, *, nonce: str | None = None) -> str:
     """The answer text of a JSON reply (PROTOCOL.md §4), or the typed error it carries."""
-    try:
-        obj = json.loads(body)
-    except UnicodeDecodeError:
-        obj = _loads_or_fail(body.decode("utf-8", "replace"), body, url)
-    except ValueError:
-        raise MalformedResponseError(
-            "the JSON reply does not parse", url=url, preview=excerpt(body)
-        ) from None
+    obj = _loads_or_fail(body.decode("utf-8", "replace"), body, url)
     if not isinstance(obj, dict):
         raise MalformedResponseError(
             "the JSON reply is not an object", url=url, preview=excerpt(body)
         )
+    data = obj.get("data")
+    if isinstance(data, str) and obj.get("status") == "success":
+        return data  # the common case: no control flag comes with a success
     flagged = _flag_error(obj)
     if flagged is not None:
         raise flagged
@@ -228,23 +224,9 @@ class StreamInterpreter:
         if self._mode is None:
             is_error_form = event.event == "message" and "id" not in obj and "object" not in obj
             self._mode = "error" if is_error_form and "choices" in obj else "answer"
-        flagged = _flag_error(obj)
-        if flagged is not None:
-            raise flagged
-        error = obj.get("error")
-        if error:
-            message = error.get("message") if isinstance(error, dict) else error
-            reason = message if isinstance(message, str) else json.dumps(error)
-            raise UpstreamError("the model behind the site failed: " + reason, site_message=reason)
         choices = obj.get("choices")
-        if choices is None:
-            raise MalformedResponseError(
-                "a stream frame without 'choices'", url=self.url, preview=excerpt(data)
-            )
-        if not isinstance(choices, list):
-            raise MalformedResponseError(
-                "'choices' is not a list", url=self.url, preview=excerpt(data)
-            )
+        if not isinstance(choices, list):  # not an answer chunk: say what it is instead
+            raise self._not_a_chunk(obj, data)
         if not choices:
             return ""  # e.g. Azure's prompt-filter frame
         choice = choices[0]
@@ -269,6 +251,22 @@ class StreamInterpreter:
         if choice.get("finish_reason"):
             self.finished = True
         return text or ""
+
+    def _not_a_chunk(self, obj: dict[str, Any], data: str) -> ChatGpttError:
+        flagged = _flag_error(obj)
+        if flagged is not None:
+            return flagged
+        error = obj.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            reason = message if isinstance(message, str) else json.dumps(error)
+            return UpstreamError("the model behind the site failed: " + reason, site_message=reason)
+        what = (
+            "a stream frame without 'choices'"
+            if "choices" not in obj
+            else "'choices' is not a list"
+        )
+        return MalformedResponseError(what, url=self.url, preview=excerpt(data))
 
     def _upstream(self) -> UpstreamError:
         message = "".join(self._error_words).strip() or "(no message)"
@@ -369,6 +367,8 @@ class DecodeReply:
     """
 
     name: str = "decode"
+    #: Every wait of this stage is bounded by the call's deadline (or it has none).
+    honours_deadline: ClassVar[bool] = True
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         reply = require(exchange.reply, self.name, "reply")

@@ -32,6 +32,7 @@ from .errors import ChatGpttError, NonceRejectedError, ProviderTimeoutError
 __all__ = [
     "Layer",
     "assemble",
+    "bounded",
     "log",
     "refreshing_nonce",
     "retrying",
@@ -254,7 +255,15 @@ class TokenCached(Wrapped):
                     )
                 return filled.page, filled.tokens
 
-            cached = await cache.get_or_fetch(key, settings.token_ttl, fetch)
+            scope = asyncio.timeout_at(call.deadline)  # another call's fetch may outlast ours
+            try:
+                async with scope:
+                    cached = await cache.get_or_fetch(key, settings.token_ttl, fetch)
+            except TimeoutError:
+                if scope.expired():
+                    seconds = settings.timeouts.total or 0.0
+                    raise ProviderTimeoutError("total", seconds, url=settings.site.url) from None
+                raise
         page, tokens = cached
         return attrs.evolve(exchange, page=page, tokens=tokens)
 
@@ -280,6 +289,33 @@ class TimedOut(Wrapped):
             if scope.expired():
                 raise ProviderTimeoutError(self.limit, self.seconds) from None
             raise
+
+
+@attrs.frozen
+class Bounded(Wrapped):
+    """A stage run within the call's deadline, for stages that do not bound their own
+    waits by it (the standard ones do, wait by wait, and say so with
+    ``honours_deadline = True``)."""
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        call = exchange.call
+        if call.deadline is None:
+            return await self.inner(exchange)
+        scope = asyncio.timeout_at(call.deadline)
+        try:
+            async with scope:
+                return await self.inner(exchange)
+        except TimeoutError:
+            if scope.expired():
+                seconds = call.settings.timeouts.total or 0.0
+                raise ProviderTimeoutError("total", seconds, url=call.settings.site.url) from None
+            raise
+
+
+def bounded(stage: Stage) -> Stage:
+    """Run ``stage`` within the call's deadline — unless it declares
+    ``honours_deadline = True`` (it bounds each of its waits itself)."""
+    return stage if getattr(stage, "honours_deadline", False) else Bounded(stage)
 
 
 def timeout(seconds: float, *, limit: str = "stage") -> Layer:
@@ -316,15 +352,16 @@ def assemble(pipeline: Pipeline, *, name: str = "request", trace: bool = True) -
       before text reaches the caller happens inside the attempt.
     - The nonce refresh sits outside retry so that it happens once per call.
     - The cache sits inside the attempt: a retry reuses tokens already fetched.
-    - Time limits are not a layer here: the transport enforces connect, first
-      byte and idle limits, and every wait honours the call's deadline.
+    - The call's deadline is honoured by every wait of the standard stages (they
+      say so with ``honours_deadline``); any other stage is :func:`bounded` by it.
+      So the deadline costs no timer of its own on the standard path.
 
     ``trace=False`` leaves the tracing layers out: the facade runs that assembly
     while structlog is unconfigured, so silent tracing costs nothing at all.
     """
     names = pipeline.names
     wrap: Layer = traced if trace else _unchanged
-    stages: list[Stage] = [wrap(step) for step in pipeline]
+    stages: list[Stage] = [wrap(bounded(step)) for step in pipeline]
     span = _cached_span(names)
     if span is not None:
         start, end = span

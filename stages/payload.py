@@ -24,7 +24,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Literal
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -217,6 +217,8 @@ def encode_history(previous: Sequence[Message]) -> str:
     left empty are skipped. The JSON is written with raw UTF-8 and contains no
     backslash.
     """
+    if not previous:
+        return "[]"
     items = []
     for message in previous:
         text = safe_history_text(message.content).strip()
@@ -329,6 +331,8 @@ class BuildPayload:
     """Lay out the call's messages as the form the transport stage posts."""
 
     name: str = "payload"
+    #: Every wait of this stage is bounded by the call's deadline (or it has none).
+    honours_deadline: ClassVar[bool] = True
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call

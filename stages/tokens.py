@@ -15,7 +15,7 @@ import html as html_entities
 import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import attrs
@@ -387,6 +387,8 @@ class ExtractTokens:
     """Read the chat tokens from the landing page the bootstrap stage fetched."""
 
     name: str = "tokens"
+    #: Every wait of this stage is bounded by the call's deadline (or it has none).
+    honours_deadline: ClassVar[bool] = True
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         page = require(exchange.page, self.name, "page")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 from urllib.parse import quote_plus, urlsplit
 
 import attrs
@@ -62,6 +63,8 @@ class PostForm:
     """
 
     name: str = "transport"
+    #: Every wait of this stage is bounded by the call's deadline (or it has none).
+    honours_deadline: ClassVar[bool] = True
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
