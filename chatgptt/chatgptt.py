@@ -28,7 +28,6 @@ from stages.decode import DecodeReply
 from stages.errors import (
     ChatGpttError,
     ConfigurationError,
-    ProviderTimeoutError,
     StreamInterruptedError,
     redact_url,
 )

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TextIO
 
+import attrs
 import structlog
 
 from stages.errors import ChatGpttError
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--proxy", help="an http(s) proxy URL for every request")
     chat.add_argument("--timeout", type=float, help="seconds for the whole call")
     chat.add_argument(
+        "--retries", type=int, metavar="N", help="retries of a failed request (default 2)"
+    )
+    chat.add_argument(
         "--history",
         choices=("messages", "flatten"),
         default="messages",
@@ -116,6 +120,8 @@ async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
     options: dict[str, object] = {"history": args.history}
     if args.timeout is not None:
         options["timeout"] = args.timeout
+    if args.retries is not None:
+        options["retry"] = attrs.evolve(ChatGptt.retry_policy, attempts=args.retries + 1)
     async with _provider(args) as provider:
         stream = provider.create_async_generator(args.model, messages, proxy=args.proxy, **options)
         async with contextlib.aclosing(stream):
@@ -138,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator import main_from_args
 
         return main_from_args(args)
+    if args.command == "chat" and args.retries is not None and args.retries < 0:
+        parser.error("--retries must be 0 or more")
     if args.trace:
         configure_tracing(sys.stderr)
     try:

@@ -29,6 +29,7 @@ class TokenCache:
         self._clock = clock
         self._entries: dict[str, tuple[CachedTokens, float]] = {}
         self._inflight: dict[tuple[str, asyncio.AbstractEventLoop], asyncio.Task[CachedTokens]] = {}
+        self._waiters: dict[asyncio.Task[CachedTokens], int] = {}
 
     def get(self, key: str, ttl: float) -> CachedTokens | None:
         """The entry for ``key`` if it is younger than ``ttl`` seconds."""
@@ -64,7 +65,9 @@ class TokenCache:
         """The cached entry, or the result of ``fetch()`` run once for all concurrent callers.
 
         The fetch runs as its own task: a caller that is cancelled does not cancel
-        it for the others. Its failure is raised to every caller waiting on it.
+        it for the others — but when the last one waiting is cancelled, so is the
+        fetch (no orphan holding a connection). Its failure is raised to every
+        caller waiting on it.
         """
         value = self.get(key, ttl)
         if value is not None:
@@ -76,7 +79,17 @@ class TokenCache:
             task = loop.create_task(self._fill(key, fetch))
             self._inflight[slot] = task
             task.add_done_callback(lambda done: self._settle(slot, done))
-        return await asyncio.shield(task)
+        self._waiters[task] = self._waiters.get(task, 0) + 1
+        try:
+            return await asyncio.shield(task)
+        finally:
+            left = self._waiters.get(task, 1) - 1
+            if left > 0:
+                self._waiters[task] = left
+            else:
+                self._waiters.pop(task, None)
+                if not task.done():
+                    task.cancel()
 
     async def _fill(self, key: str, fetch: Callable[[], Awaitable[CachedTokens]]) -> CachedTokens:
         value = await fetch()
@@ -88,5 +101,6 @@ class TokenCache:
     ) -> None:
         if self._inflight.get(slot) is task:
             del self._inflight[slot]
+        self._waiters.pop(task, None)
         if not task.cancelled():
             task.exception()  # retrieved: no "exception never retrieved" if all waiters left

@@ -7,6 +7,7 @@ message that names it; per-call changes are ``attrs.evolve`` copies.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -174,6 +175,7 @@ class RetryPolicy:
             after the first attempt began (``None``: only ``attempts`` bounds it).
         retry_on: decides which failures are retryable.
         sleep: the coroutine that waits between attempts (inject one in tests).
+        clock: the monotonic clock ``deadline`` is measured on (inject one with the sleep).
     """
 
     attempts: int = attrs.field(default=3, validator=_positive_int("attempts"))
@@ -186,6 +188,7 @@ class RetryPolicy:
     sleep: Callable[[float], Awaitable[None]] = attrs.field(
         default=asyncio.sleep, eq=False, repr=False
     )
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
 
     def should_retry(self, exc: BaseException) -> bool:
         """``retry_on(exc)``, except that a ``Retry-After`` beyond the cap is final."""

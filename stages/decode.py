@@ -282,29 +282,40 @@ class StreamInterpreter:
 
 
 async def _sse_texts(body: Body, url: str, max_event_bytes: int) -> AsyncIterator[str]:
-    max_line_bytes = max_event_bytes
-    decoder = SSEDecoder(max_line_bytes=max_line_bytes)
+    """The answer's text as the body's chunks arrive (one string per chunk that carried any)."""
+    decoder = SSEDecoder(max_line_bytes=max_event_bytes)
     interpreter = StreamInterpreter(url)
     drained = 0
     try:
-        async for chunk in body:
-            try:
-                events = decoder.feed(chunk)
-            except SSELineTooLongError as exc:
-                raise ResponseTooLargeError("a stream line", max_line_bytes, url=url) from exc
-            if decoder.buffered_bytes > max_line_bytes:  # many short lines, no blank line
-                raise ResponseTooLargeError("a stream event", max_line_bytes, url=url)
-            if interpreter.finished:
-                drained += len(chunk)
-            if events:
-                text = interpreter.feed(events)
-                if text:
-                    yield text
-                    interpreter.check()
-                if interpreter.done:
+        try:
+            async for chunk in body:
+                try:
+                    events = decoder.feed(chunk)
+                except SSELineTooLongError as exc:
+                    raise ResponseTooLargeError("a stream line", max_event_bytes, url=url) from exc
+                if decoder.buffered_bytes > max_event_bytes:  # many short lines, no blank line
+                    raise ResponseTooLargeError("a stream event", max_event_bytes, url=url)
+                if interpreter.finished:
+                    drained += len(chunk)
+                if events:
+                    text = interpreter.feed(events)
+                    if text:
+                        yield text
+                        interpreter.check()
+                    if interpreter.done:
+                        return
+                if interpreter.finished and drained > DRAIN_LIMIT:
                     return
-            if interpreter.finished and drained > DRAIN_LIMIT:
-                return
+        except ChatGpttError:
+            if interpreter.finished:
+                return  # the answer was complete; only the wait for [DONE] failed
+            raise
+        if decoder.pending:
+            # The stream ended inside an event (no blank line after it). The spec drops
+            # such an event; its text is kept instead, or a cut frame is reported.
+            text = interpreter.feed(decoder.feed(b"\n\n"))
+            if text:
+                yield text
         interpreter.feed(decoder.close())
         interpreter.end()
     finally:

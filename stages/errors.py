@@ -172,18 +172,24 @@ class HTTPStatusError(ChatGpttError):
 
 
 class RateLimitError(HTTPStatusError):
-    """HTTP 429. ``retry_after`` holds the server's ``Retry-After`` in seconds, if any."""
+    """HTTP 429 — or any status whose ``Retry-After`` asks for a longer wait than the
+    retry policy allows. ``retry_after`` holds that wait in seconds, if any."""
 
     def __init__(
-        self, url: str, body_excerpt: str = "", *, retry_after: float | None = None
+        self,
+        url: str,
+        body_excerpt: str = "",
+        *,
+        retry_after: float | None = None,
+        status: int = 429,
     ) -> None:
         wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
         super().__init__(
-            429,
+            status,
             url,
             body_excerpt,
             retry_after=retry_after,
-            message=f"rate limited by {redact_url(url)} (HTTP 429){wait}",
+            message=f"rate limited by {redact_url(url)} (HTTP {status}){wait}",
         )
 
 

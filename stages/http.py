@@ -362,6 +362,13 @@ def classify_failure(
     preview = _readable(body, content_type)
     if status == 429:
         return RateLimitError(url, preview, retry_after=retry_after)
+    if status == 407:
+        return HTTPStatusError(
+            407,
+            url,
+            preview,
+            message="the proxy refused the request: it wants (other) credentials (HTTP 407)",
+        )
     if 500 <= status <= 599:
         return ServerError(status, url, preview, retry_after=retry_after)
     if 300 <= status <= 399:

@@ -27,7 +27,13 @@ from tenacity.wait import wait_exponential, wait_random
 
 from .config import RetryPolicy
 from .core import Exchange, Pipeline, Stage
-from .errors import ChatGpttError, NonceRejectedError, ProviderTimeoutError
+from .errors import (
+    ChatGpttError,
+    HTTPStatusError,
+    NonceRejectedError,
+    ProviderTimeoutError,
+    RateLimitError,
+)
 
 __all__ = [
     "Layer",
@@ -126,12 +132,13 @@ class _StopAtDeadlines(stop_base):
     the first attempt) or end after the call's own deadline."""
 
     def __init__(self, policy: RetryPolicy, started: float, call_deadline: float | None) -> None:
+        self._clock = policy.clock
         self._deadline = None if policy.deadline is None else started + policy.deadline
         self._call_deadline = call_deadline
 
     def __call__(self, state: RetryCallState) -> bool:
         upcoming = state.upcoming_sleep or 0.0
-        if self._deadline is not None and time.monotonic() + upcoming >= self._deadline:
+        if self._deadline is not None and self._clock() + upcoming >= self._deadline:
             return True
         if self._call_deadline is not None:
             return asyncio.get_running_loop().time() + upcoming >= self._call_deadline
@@ -166,13 +173,27 @@ class Retrying(Wrapped):
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         policy = exchange.call.settings.retry
-        started = time.monotonic()
+        started = policy.clock()
         try:
             return await self.inner(exchange)
         except Exception as exc:
             if policy.attempts < 2 or not policy.should_retry(exc):
-                raise
+                limited = _as_rate_limit(exc, policy)
+                if limited is None:
+                    raise
+                raise limited from exc
             first_failure: Exception = exc
+        try:
+            return await self._retry(exchange, policy, started, first_failure)
+        except HTTPStatusError as exc:
+            limited = _as_rate_limit(exc, policy)
+            if limited is None:
+                raise
+            raise limited from exc
+
+    async def _retry(
+        self, exchange: Exchange, policy: RetryPolicy, started: float, first_failure: Exception
+    ) -> Exchange:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts)
             | _StopAtDeadlines(policy, started, exchange.call.deadline),
@@ -191,6 +212,19 @@ class Retrying(Wrapped):
                     raise first_failure
                 return await self.inner(exchange)
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+
+
+def _as_rate_limit(exc: Exception, policy: RetryPolicy) -> RateLimitError | None:
+    """A ``Retry-After`` longer than the policy will wait makes any status a rate limit
+    (the caller must wait that long): the ``RateLimitError`` to raise instead, if so."""
+    if (
+        isinstance(exc, HTTPStatusError)
+        and not isinstance(exc, RateLimitError)
+        and exc.retry_after is not None
+        and exc.retry_after > policy.max_retry_after
+    ):
+        return RateLimitError(exc.url, exc.excerpt, retry_after=exc.retry_after, status=exc.status)
+    return None
 
 
 def retrying(stage: Stage) -> Stage:

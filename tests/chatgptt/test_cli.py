@@ -40,7 +40,7 @@ def test_prompt_from_stdin(emulator, capsys, monkeypatch) -> None:
 
 
 def test_failure_is_one_line_and_a_non_zero_status(capsys) -> None:
-    assert main(["chat", "--url", "http://127.0.0.1:9", "--timeout", "5", "Hi"]) == 1
+    assert main(["chat", "--url", "http://127.0.0.1:9", "--retries", "0", "Hi"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("chatgptt: error: cannot connect to 127.0.0.1:9")
