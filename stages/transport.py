@@ -48,7 +48,6 @@ def post_headers(site_headers: Mapping[str, str], page_url: str) -> dict[str, st
         "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8",
         "Origin": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}",
         "Referer": page_url,
-        "X-Requested-With": "XMLHttpRequest",
     }
 
 

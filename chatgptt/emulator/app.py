@@ -60,7 +60,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     front_page = _landing_kind(request, config)
     if front_page is not None:
         return await _handle_landing(request, state, config, front_page=front_page)
-    state.requests.append(_record(request, form={}))
+    if state.requests.maxlen:
+        state.requests.append(_record(request, form={}))
     reply = html_page(404, not_found_page(_base_url(request)))
     return await send_reply(request, reply, Delivery(), _pause_for(request))
 
@@ -103,7 +104,8 @@ async def _handle_landing(
     request: web.Request, state: EmulatorState, config: EmulatorConfig, *, front_page: bool
 ) -> web.StreamResponse:
     state.page_fetches += 1
-    state.requests.append(_record(request, form={}))
+    if state.requests.maxlen:
+        state.requests.append(_record(request, form={}))
     fault = state.faults.take("page")
     pause = _pause_for(request)
     stall = _stall_before(fault)
@@ -137,7 +139,8 @@ async def _handle_ajax(
     state.ajax_requests += 1
     query = dict(request.query.items())
     form = await _read_form(request)
-    state.requests.append(_record(request, form=form))
+    if state.requests.maxlen:
+        state.requests.append(_record(request, form=form))
     fault = state.faults.take("ajax")
     pause = _pause_for(request)
     stall = _stall_before(fault)

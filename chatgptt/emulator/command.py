@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nonce-style", choices=NONCE_STYLES, default="403")
     parser.add_argument("--model", choices=sorted(MODELS), default="echo")
     parser.add_argument(
+        "--request-log",
+        type=int,
+        default=200,
+        metavar="N",
+        help="requests (and conversations) kept for inspection; 0 keeps none",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         type=_fault_argument,
@@ -72,6 +79,7 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
             ajax_path=ns.ajax_path,
             nonce_style=ns.nonce_style,
             model=MODELS[getattr(ns, "model", "echo")],
+            request_log_limit=getattr(ns, "request_log", 200),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(validation_message(exc)) from None

@@ -40,8 +40,9 @@ class EmulatorState:
     - ``nonces``: the :class:`NonceBook`; ``nonce`` is the current chat nonce.
     - ``faults``: the :class:`FaultPlan`.
     - ``page_fetches`` / ``ajax_requests``: requests seen on the landing pages / AJAX path.
-    - ``received``: each message list that reached the model, in order (a list of
-      ``{"role", "content"}`` dicts, like the captures' ``upstream-received.json``).
+    - ``received``: the last ``config.request_log_limit`` message lists that reached the
+      model, in order (each a list of ``{"role", "content"}`` dicts, like the captures'
+      ``upstream-received.json``).
     - ``requests``: the last ``config.request_log_limit`` requests, as :class:`RequestRecord`.
     """
 
@@ -51,7 +52,8 @@ class EmulatorState:
         self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan(faults)
         self.page_fetches = 0
         self.ajax_requests = 0
-        self.received: list[list[dict[str, str]]] = []
+        # Bounded like the request log: a long-running emulator must not grow forever.
+        self.received: deque[list[dict[str, str]]] = deque(maxlen=self.config.request_log_limit)
         self.requests: deque[RequestRecord] = deque(maxlen=self.config.request_log_limit)
 
     @property

@@ -23,7 +23,7 @@ def test_order_of_checks() -> None:
     assert b"nothing was inputted" in ask(state, message="0", wpaicg_chat_history=bad_history)[1]
     assert ask(state, message="hi", wpaicg_chat_history=bad_history)[0] == 500
     assert ask(state, message="hi")[0] == 200
-    assert state.received == [
+    assert list(state.received) == [
         [{"role": "user", "content": state.config.greeting}, {"role": "user", "content": "hi"}]
     ]
 
@@ -51,4 +51,4 @@ def test_token_limit_stops_before_the_model() -> None:
         200,
         b'data: {"msg":"You have reached your token limit.","tokenLimitReached":true}\n\n',
     )
-    assert state.received == []
+    assert list(state.received) == []

@@ -86,7 +86,7 @@ async def test_replays_capture(name: str, client: aiohttp.ClientSession) -> None
             assert [h for h in sent if h[0].lower() not in _SERVER_HEADERS] == [
                 h for h in capture.response_headers.items() if h[0].lower() not in _SERVER_HEADERS
             ]
-        assert site.state.received == capture.upstream
+        assert list(site.state.received) == capture.upstream
 
 
 @pytest.mark.parametrize(
