@@ -1,0 +1,85 @@
+"""chatgptt as users run it: ``ChatGptt.derive(url=<emulator>)`` with every default.
+
+Variants (for the tracing figure; the same process alternates them):
+
+- ``default``: the standard pipeline with the standard layers, as :func:`stages.layers.assemble`
+  builds it — trace, nonce refresh, retry, token cache — and structlog left unconfigured
+  (tracing present, no one listening).
+- ``untraced``: the same stages and layers minus every trace layer, assembled here from the
+  library's public layers (``refreshing_nonce``, ``retrying``, ``token_cached``) in the
+  order ``assemble`` documents. The difference is what unlistened tracing costs.
+
+Run as a worker: ``python -m benchmarks.client_chatgptt SPEC.json RESULT.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+
+from benchmarks.driver import Client, Messages, main
+from chatgptt import ChatGptt, Pipeline, SessionOptions, Stage
+from stages.layers import refreshing_nonce, retrying, token_cached
+
+
+def untraced_runner(pipeline: Pipeline) -> Stage:
+    """``assemble(pipeline)`` without its trace layers: the cached token span, then
+    retry around the attempt, then the nonce refresh outermost."""
+    names = pipeline.names
+    stages = list(pipeline)
+    start, end = names.index("bootstrap"), names.index("tokens") + 1
+    head = token_cached(Pipeline(stages[start:end], name="tokens"))
+    attempt = Pipeline([*stages[:start], head, *stages[end:]], name="request")
+    return refreshing_nonce(retrying(attempt))
+
+
+def untraced(provider: type[ChatGptt]) -> type[ChatGptt]:
+    """``provider`` running :func:`untraced_runner` of its pipeline."""
+    runner = untraced_runner(provider.pipeline)
+
+    class Untraced(provider):  # type: ignore[valid-type,misc]
+        @classmethod
+        def assembled(cls, **_options: Any) -> Stage:
+            # Whatever the facade asks for (e.g. ``trace=...``), the untraced assembly.
+            return runner
+
+    return Untraced
+
+
+async def setup(spec: dict[str, Any]) -> Client:
+    """The default provider (and its untraced twin) pointed at the emulator."""
+    if structlog.is_configured():
+        raise RuntimeError("structlog is configured in the worker; tracing would be listened to")
+    provider = ChatGptt.derive("Bench", url=spec["url"].rstrip("/"))
+    variants = {"default": provider, "untraced": untraced(provider)}
+    if spec.get("warmup_url"):
+        # Another site to warm up on: the measured site's page is then fetched by the
+        # first measured call, as in a program that has just started.
+        variants["warmup"] = ChatGptt.derive("Warmup", url=spec["warmup_url"].rstrip("/"))
+    if spec.get("broken_url"):
+        # A site whose page is missing: the call fails (for the silence check).
+        variants["broken"] = ChatGptt.derive("Broken", url=spec["broken_url"].rstrip("/"))
+
+    def caller(cls: type[ChatGptt]) -> Any:
+        def call(messages: Messages) -> AsyncIterator[str]:
+            return cls.create_async_generator("gpt-4o", messages)
+
+        return call
+
+    return Client(
+        calls={name: caller(cls) for name, cls in variants.items()},
+        close=provider.aclose,
+        info={
+            "aiohttp": aiohttp.__version__,
+            "structlog_configured": structlog.is_configured(),
+            "pool": f"shared session, {SessionOptions().max_connections} connections",
+            "stages": list(provider.pipeline.names),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(setup)

@@ -1,0 +1,99 @@
+"""The floor: the least any client of the site can do, written by hand on aiohttp.
+
+One ``aiohttp.ClientSession``; the landing page fetched once and the nonce and post id taken
+by regex; then per call one urlencoded POST with the same form fields chatgptt sends
+(``stages.payload.build_form``'s list, history as the plugin's ``"Human: …"`` / ``"AI: …"``
+JSON array) and the reply read whole: JSON parsed for its ``data``, an event stream read to
+its end without decoding (the first chunk that carries a content piece counts as the first
+token). No retries, no validation, no timeouts: a lower bound, not a client to use.
+
+Run as a worker: ``python -m benchmarks.client_floor SPEC.json RESULT.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from benchmarks.driver import CallFn, Client, Messages, main
+
+_NONCE = re.compile(r'data-nonce="([0-9a-f]+)"')
+_POST_ID = re.compile(r'data-post-id="([0-9]+)"')
+# A streamed content piece; the role frame carries "content": "" after "role", so it
+# does not match.
+_TOKEN_MARK = b'{"content": '
+_PREFIX = {"user": "Human: ", "assistant": "AI: ", "system": "Human: System: "}
+
+
+async def _caller(session: aiohttp.ClientSession, site: str) -> CallFn:
+    """Fetch ``site``'s page once; the call that then posts to ``site``."""
+    url = site.rstrip("/")
+    async with session.get(url + "/") as page:
+        html = await page.text()
+    nonce_match, post_match = _NONCE.search(html), _POST_ID.search(html)
+    if nonce_match is None or post_match is None:
+        raise RuntimeError(f"no nonce or post id on {url}/")
+    nonce, post_id = nonce_match.group(1), post_match.group(1)
+    endpoint = url + "/wp-admin/admin-ajax.php"
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+
+    async def call(messages: Messages) -> AsyncIterator[Any]:
+        history = [_PREFIX[m["role"]] + m["content"] for m in messages[:-1]]
+        body = urlencode(
+            (
+                ("_wpnonce", nonce),
+                ("post_id", post_id),
+                ("url", url),
+                ("action", "wpaicg_chat_shortcode_message"),
+                ("message", messages[-1]["content"]),
+                ("bot_id", "0"),
+                ("chatbot_identity", "shortcode"),
+                ("wpaicg_chat_client_id", "Ab3dE5gH9k"),
+                ("wpaicg_chat_history", json.dumps(history, ensure_ascii=False)),
+            )
+        )
+        async with session.post(endpoint, data=body, headers=headers) as reply:
+            if reply.status != 200:
+                raise RuntimeError(f"HTTP {reply.status}")
+            if reply.content_type == "application/json":
+                yield json.loads(await reply.read())["data"]
+                return
+            seen_token = False
+            async for chunk in reply.content.iter_any():
+                if seen_token:
+                    yield chunk
+                elif _TOKEN_MARK in chunk:
+                    seen_token = True
+                    yield chunk
+
+    return call
+
+
+async def setup(spec: dict[str, Any]) -> Client:
+    """One session; the page of each site fetched once; one POST per call."""
+    session = aiohttp.ClientSession()
+    try:
+        calls = {"default": await _caller(session, spec["url"])}
+        if spec.get("warmup_url"):
+            calls["warmup"] = await _caller(session, spec["warmup_url"])
+    except BaseException:
+        await session.close()
+        raise
+    return Client(
+        calls=calls,
+        counts_chars=spec.get("mode", "json") == "json",
+        close=session.close,
+        info={
+            "aiohttp": aiohttp.__version__,
+            "pool": "one session, aiohttp's default 100 connections",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main(setup)
