@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 import aiohttp
@@ -26,18 +25,17 @@ from stages.config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, 
 from stages.core import Call, Exchange, Pipeline, Stage, TextStream, require
 from stages.decode import DecodeReply
 from stages.errors import (
-    ChatGpttError,
     ConfigurationError,
-    StreamInterruptedError,
     redact_url,
 )
-from stages.layers import assemble, log
+from stages.layers import assemble
 from stages.payload import PROCESS_SALT, BuildPayload, conversation_client_id, normalize_messages
 from stages.tokens import ExtractTokens
 from stages.transport import PostForm
 
 from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
 from .session import SessionRegistry
+from .stream import AnswerStream
 
 __all__ = ["ChatGptt", "standard_pipeline"]
 
@@ -66,29 +64,6 @@ class _FollowsUrl:
 
     def __get__(self, instance: object, owner: type[ChatGptt]) -> str:
         return owner.url.rstrip("/") + "/wp-admin/admin-ajax.php"
-
-
-class _Delivered:
-    """The text handed to the caller so far, kept (up to a limit) for the error that
-    would report an interruption."""
-
-    __slots__ = ("chars", "limit", "parts", "truncated")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[str] = []
-        self.chars = 0
-        self.truncated = False
-
-    def add(self, chunk: str) -> None:
-        room = self.limit - self.chars
-        if room > 0:
-            self.parts.append(chunk if len(chunk) <= room else chunk[:room])
-        self.truncated = self.truncated or len(chunk) > room
-        self.chars += len(chunk)
-
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
@@ -224,14 +199,18 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
     # --- calls -----------------------------------------------------------------------------
 
     @classmethod
-    async def create_async_generator(
+    def create_async_generator(
         cls,
         model: str,
         messages: Messages,
         proxy: str | None = None,
         **kwargs: Any,
-    ) -> AsyncGenerator[str, None]:
+    ) -> AnswerStream:
         """Stream the answer to ``messages`` as text chunks, as they arrive.
+
+        The result is an async iterator (``async for chunk in ...``) and an async
+        context manager (``async with ... as stream:`` releases the connection on
+        leaving); nothing is sent before the first chunk is asked for.
 
         Keyword options: ``timeout`` (seconds for the whole call), ``timeouts``,
         ``limits``, ``retry`` (a ``RetryPolicy``), ``history`` (``messages`` or
@@ -243,26 +222,7 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         Failures before the first chunk are retried per the retry policy; a failure
         after it raises :class:`StreamInterruptedError` with the text delivered.
         """
-        call, text = await cls._start(model, messages, proxy, kwargs)
-        delivered = _Delivered(call.settings.limits.max_partial_text)
-        started = time.perf_counter()
-        try:
-            async for chunk in text:
-                delivered.add(chunk)
-                yield chunk
-        except ChatGpttError as exc:
-            raise StreamInterruptedError(
-                delivered.text(), exc, delivered_chars=delivered.chars
-            ) from exc
-        finally:
-            await text.aclose()
-        if structlog.is_configured():
-            log.info(
-                "answer.completed",
-                request_id=call.request_id,
-                chars=delivered.chars,
-                stream_ms=round((time.perf_counter() - started) * 1000.0, 3),
-            )
+        return AnswerStream(lambda: cls._start(model, messages, proxy, kwargs))
 
     @classmethod
     async def _start(
