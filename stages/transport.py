@@ -31,8 +31,10 @@ def encode_form(pairs: Iterable[tuple[str, str]]) -> bytes:
     and never kept.
     """
     return "&".join(
-        f"{_quoted(key)}={quote_plus(value) if key in _PER_MESSAGE else _quoted(value)}"
-        for key, value in pairs
+        [
+            f"{_quoted(key)}={quote_plus(value) if key in _PER_MESSAGE else _quoted(value)}"
+            for key, value in pairs
+        ]
     ).encode("ascii")
 
 

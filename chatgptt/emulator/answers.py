@@ -10,7 +10,7 @@ error objects) are applied here; the HTTP-level ones live in :mod:`chatgptt.emul
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -81,6 +81,10 @@ _PHP_WARNING = (
 _INVALID_UTF8_MARK = "\ue000"
 
 
+def _no_referer() -> str | None:
+    return None
+
+
 @attrs.frozen(kw_only=True)
 class AjaxRequest:
     """What the AJAX handler reads of a request.
@@ -88,13 +92,14 @@ class AjaxRequest:
     Args:
         query: the URL's query fields (PHP's ``$_GET``).
         form: the POSTed fields (``$_POST``), urlencoded or multipart.
-        referer: the ``Referer``, escaped for an ``href``, if WordPress would link back to it
-            (same host, not this URL), else ``None``.
+        referer: gives the ``Referer``, escaped for an ``href``, if WordPress would link
+            back to it (same host, not this URL), else ``None``. A function: only the
+            nonce-rejection page needs it, and working it out costs every request.
     """
 
     query: Mapping[str, str]
     form: Mapping[str, str]
-    referer: str | None = None
+    referer: Callable[[], str | None] = _no_referer
 
 
 def answer_ajax(state: EmulatorState, request: AjaxRequest, fault: Fault | None = None) -> Reply:
@@ -108,7 +113,7 @@ def answer_ajax(state: EmulatorState, request: AjaxRequest, fault: Fault | None 
     if action not in CHAT_ACTIONS or config.page_style == "aipkit":
         return ajax_html(400, "0")
     if not state.nonces.verify(fields.get("_wpnonce")):
-        return _nonce_rejection(config, request.referer)
+        return _nonce_rejection(config, request.referer())
     message = request.form.get("message")  # the plugin reads $_POST only
     if message is None or php_empty(message):
         return ajax_json({"status": "error", "msg": EMPTY_MESSAGE})

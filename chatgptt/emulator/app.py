@@ -150,10 +150,12 @@ async def _handle_ajax(
     if reply is None:
         if fault is not None and fault.kind == "expire_nonce":
             state.rotate_nonce()
-        referer = _same_site_referer(request)
-        ajax = AjaxRequest(
-            query=query, form=form, referer=None if referer is None else _esc_url(referer)
-        )
+
+        def referer() -> str | None:
+            found = _same_site_referer(request)
+            return None if found is None else _esc_url(found)
+
+        ajax = AjaxRequest(query=query, form=form, referer=referer)
         reply = answer_ajax(state, ajax, fault)
     return await send_reply(request, reply, _delivery(fault, config), pause)
 

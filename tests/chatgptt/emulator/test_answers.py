@@ -31,7 +31,9 @@ def test_order_of_checks() -> None:
 def test_referer_link_is_used_as_given() -> None:
     state = EmulatorState()
     fields = {"action": "wpaicg_chatbox_message", "_wpnonce": "x"}
-    reply = answer_ajax(state, AjaxRequest(query={}, form=fields, referer="http://h/?a=1&#038;b"))
+    reply = answer_ajax(
+        state, AjaxRequest(query={}, form=fields, referer=lambda: "http://h/?a=1&#038;b")
+    )
     assert reply.body.endswith(b'<a href="http://h/?a=1&#038;b">Please try again.</a>')
 
 
