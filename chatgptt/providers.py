@@ -103,5 +103,6 @@ class ProviderModelMixin:
         models = cls.get_models()
         if models and model not in models:
             raise UnknownModelError(model, models)
-        cls.last_model = model
+        if cls.last_model != model:  # a class attribute write invalidates attribute caches
+            cls.last_model = model
         return model
