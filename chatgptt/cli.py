@@ -1,4 +1,4 @@
-"""The ``chatgptt`` command: ``chat``, ``models``, ``emulator``.
+"""The ``chatgptt`` command: ``chat``, ``models``, ``serve``, ``emulator``.
 
 ``chatgptt chat "Hello"`` streams the answer to stdout as it arrives; with
 ``--emulator`` it talks to a local emulator of the site started for the occasion.
@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the models")
 
+    serve = commands.add_parser("serve", help="serve the provider as an OpenAI-compatible API")
+    site = serve.add_mutually_exclusive_group()
+    site.add_argument("--emulator", action="store_true", help="in front of a local emulator")
+    site.add_argument("--url", help=f"the site's base URL (default {ChatGptt.url})")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port (0: any free)")
+
     from .emulator import add_arguments
 
     emulator = commands.add_parser("emulator", help="run the local emulator of the site")
@@ -132,6 +139,18 @@ async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
     out.flush()
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    if not args.emulator:
+        provider = ChatGptt.derive("Site", url=args.url) if args.url else ChatGptt
+        return serve(provider, args.host, args.port)
+    from .emulator import EmulatorConfig, start_in_thread
+
+    with start_in_thread(EmulatorConfig(token_delay=0.04)) as emulator:
+        return serve(ChatGptt.derive("Emulated", url=emulator.url), args.host, args.port)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
@@ -144,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator import main_from_args
 
         return main_from_args(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "chat" and args.retries is not None and args.retries < 0:
         parser.error("--retries must be 0 or more")
     if args.trace:

@@ -80,3 +80,40 @@ def test_the_installed_command_streams_the_demo() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Hello from upstream: Hello, how are you?\n"
+
+
+def test_serve_answers_openai_requests_and_stops_on_ctrl_c() -> None:
+    import json
+    import re
+    import signal
+    import urllib.request
+
+    command = Path(sys.executable).with_name("chatgptt")
+    server = subprocess.Popen(
+        [str(command), "serve", "--emulator", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        assert match, line
+        request = urllib.request.Request(
+            match.group(0) + "/chat/completions",
+            data=json.dumps(
+                {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            completion = json.loads(reply.read())
+        assert completion["choices"][0]["message"]["content"] == "Hello from upstream: Hi"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        assert server.stderr is not None
+        server.stderr.close()
