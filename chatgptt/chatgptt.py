@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -56,6 +57,25 @@ def standard_pipeline() -> Pipeline:
         [FetchPage(), ExtractTokens(), BuildPayload(), PostForm(), DecodeReply()],
         name="chatgptt",
     )
+
+
+def _check_proxy(proxy: object) -> None:
+    """A proxy URL aiohttp can use (http or https, a host, a valid port), or a clear error
+    that names it — credentials hidden."""
+    if not isinstance(proxy, str):
+        raise ConfigurationError(f"proxy must be a URL string, got {type(proxy).__name__}")
+    shown = redact_url(proxy)
+    try:
+        parts = urlsplit(proxy)
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"the proxy URL is not valid: {shown!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"the proxy must be an http:// or https:// URL with a host, got {shown!r}"
+        )
+    if port == 0:
+        raise ConfigurationError(f"the proxy URL has no usable port: {shown!r}")
 
 
 class _FollowsUrl:
@@ -246,12 +266,8 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         resolved = cls.get_model(model)
         validated = normalize_messages(messages)
         settings, session, client_id, extra = cls._options(kwargs)
-        if proxy is not None and not isinstance(proxy, str):
-            raise ConfigurationError(f"proxy must be a URL string, got {type(proxy).__name__}")
-        if proxy is not None and not proxy.startswith(("http://", "https://")):
-            raise ConfigurationError(
-                f"proxy must be an http:// or https:// URL, got {redact_url(proxy)!r}"
-            )
+        if proxy is not None:
+            _check_proxy(proxy)
         if session is None:
             session = await cls.sessions.get()
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TextIO
@@ -26,6 +27,8 @@ __all__ = ["build_parser", "main"]
 
 #: Exit status for an interrupted run, as shells report SIGINT.
 EXIT_INTERRUPTED = 130
+#: Exit status when stdout's reader went away, as shells report SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 def configure_tracing(stream: TextIO) -> None:
@@ -175,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's final flush of
+        # stdout from complaining about the same closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ChatGpttError as exc:
         sys.stdout.flush()
         print(f"chatgptt: error: {exc}", file=sys.stderr)

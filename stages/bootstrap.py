@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -13,6 +14,17 @@ from .http import ResponseBody, classify_failure, read_prefix, send
 __all__ = ["FetchPage", "page_headers"]
 
 _PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def _known_charset(charset: str | None) -> str:
+    """The page's declared charset if Python knows it, else UTF-8 (WordPress's default;
+    sites declare names such as ``utf8mb4`` that no decoder has)."""
+    if charset:
+        try:
+            return codecs.lookup(charset).name
+        except LookupError:
+            pass
+    return "utf-8"
 
 
 def page_headers(site_headers: Mapping[str, str]) -> dict[str, str]:
@@ -46,6 +58,6 @@ class FetchPage:
             raw = await body.read(settings.limits.max_page_bytes)
         finally:
             await body.aclose()
-        html = raw.decode(response.charset or "utf-8", "replace")
+        html = raw.decode(_known_charset(response.charset), "replace")
         page = Page(url=str(response.url), status=response.status, html=html)
         return attrs.evolve(exchange, page=page)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 
 from .core import Page, Tokens
 
@@ -28,7 +28,7 @@ class TokenCache:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._entries: dict[str, tuple[CachedTokens, float]] = {}
-        self._inflight: dict[tuple[str, asyncio.AbstractEventLoop], asyncio.Task[CachedTokens]] = {}
+        self._inflight: dict[tuple[Hashable, ...], asyncio.Task[CachedTokens]] = {}
         self._waiters: dict[asyncio.Task[CachedTokens], int] = {}
 
     def get(self, key: str, ttl: float) -> CachedTokens | None:
@@ -60,25 +60,43 @@ class TokenCache:
         self._entries.clear()
 
     async def get_or_fetch(
-        self, key: str, ttl: float, fetch: Callable[[], Awaitable[CachedTokens]]
+        self,
+        key: str,
+        ttl: float,
+        fetch: Callable[[], Awaitable[CachedTokens]],
+        *,
+        route: Hashable = None,
     ) -> CachedTokens:
         """The cached entry, or the result of ``fetch()`` run once for all concurrent callers.
 
-        The fetch runs as its own task: a caller that is cancelled does not cancel
-        it for the others — but when the last one waiting is cancelled, so is the
-        fetch (no orphan holding a connection). Its failure is raised to every
-        caller waiting on it.
+        Only callers on the same ``route`` (the proxy and session a fetch goes
+        through) share a fetch: a page is never fetched through another call's proxy.
+        The fetch runs as its own task: a caller that is cancelled does not cancel it
+        for the others — but when the last one waiting is cancelled, so is the fetch
+        (no orphan holding a connection). When a fetch someone else started fails
+        (their deadline, their connection), each waiter tries its own instead of
+        taking on a failure that was not its own; the starter's failure is raised.
         """
-        value = self.get(key, ttl)
-        if value is not None:
-            return value
         loop = asyncio.get_running_loop()
-        slot = (key, loop)
-        task = self._inflight.get(slot)
-        if task is None:
-            task = loop.create_task(self._fill(key, fetch))
-            self._inflight[slot] = task
-            task.add_done_callback(lambda done: self._settle(slot, done))
+        slot = (key, loop, route)
+        while True:
+            value = self.get(key, ttl)
+            if value is not None:
+                return value
+            task = self._inflight.get(slot)
+            started = task is None
+            if task is None:
+                task = loop.create_task(self._fill(key, fetch))
+                self._inflight[slot] = task
+                task.add_done_callback(lambda done: self._settle(slot, done))
+            try:
+                return await self._wait(task)
+            except BaseException:
+                if started or not task.done() or _cancelled_here():
+                    raise
+                # Another caller's fetch failed: go round and fetch (or join a newer fetch).
+
+    async def _wait(self, task: asyncio.Task[CachedTokens]) -> CachedTokens:
         self._waiters[task] = self._waiters.get(task, 0) + 1
         try:
             return await asyncio.shield(task)
@@ -96,11 +114,15 @@ class TokenCache:
         self.put(key, value)
         return value
 
-    def _settle(
-        self, slot: tuple[str, asyncio.AbstractEventLoop], task: asyncio.Task[CachedTokens]
-    ) -> None:
+    def _settle(self, slot: tuple[Hashable, ...], task: asyncio.Task[CachedTokens]) -> None:
         if self._inflight.get(slot) is task:
             del self._inflight[slot]
         self._waiters.pop(task, None)
         if not task.cancelled():
             task.exception()  # retrieved: no "exception never retrieved" if all waiters left
+
+
+def _cancelled_here() -> bool:
+    """Whether the running task itself is being cancelled (not just a task it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

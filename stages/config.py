@@ -123,7 +123,9 @@ class Limits:
         max_page_bytes: the landing page.
         max_body_bytes: a reply read whole (JSON answers, error pages).
         max_event_bytes: one line or one event of a stream.
-        max_stream_bytes: a whole streamed answer (``None``: unbounded).
+        max_stream_bytes: a whole streamed answer (``None``: unbounded); 1 GiB by
+            default, far beyond any chat answer, so a reply that never ends cannot
+            keep a consumer like ``create_async`` growing until the total timeout.
         max_partial_text: how many characters of an interrupted answer its
             ``StreamInterruptedError`` keeps (the caller has seen them all; keeping
             every one would make streaming a huge answer cost its size in memory).
@@ -132,7 +134,7 @@ class Limits:
     max_page_bytes: int = attrs.field(default=8 << 20, validator=_positive_int("max_page_bytes"))
     max_body_bytes: int = attrs.field(default=32 << 20, validator=_positive_int("max_body_bytes"))
     max_event_bytes: int = attrs.field(default=4 << 20, validator=_positive_int("max_event_bytes"))
-    max_stream_bytes: int | None = attrs.field(default=None)
+    max_stream_bytes: int | None = attrs.field(default=1 << 30)
     max_partial_text: int = attrs.field(
         default=4 << 20, validator=_positive_int("max_partial_text")
     )
@@ -171,8 +173,8 @@ class RetryPolicy:
         jitter: up to this many random seconds added to each backoff.
         max_retry_after: a server's ``Retry-After`` is honoured up to this many
             seconds; a longer one fails the call at once with ``RateLimitError``.
-        deadline: no retry starts if it would end later than this many seconds
-            after the first attempt began (``None``: only ``attempts`` bounds it).
+        deadline: no retry starts later than this many seconds after the first
+            attempt began, its backoff included (``None``: only ``attempts`` bounds it).
         retry_on: decides which failures are retryable.
         sleep: the coroutine that waits between attempts (inject one in tests).
         clock: the monotonic clock ``deadline`` is measured on (inject one with the sleep).

@@ -305,6 +305,15 @@ def stage(name: str) -> Callable[[Callable[[Exchange], Awaitable[Exchange]]], Fu
     return wrap
 
 
+async def _release(exchange: Exchange) -> None:
+    """A stage failed: let go of the connection an earlier stage opened (the reply, or
+    the answer stream made of it), so a retry does not wait behind it."""
+    if exchange.text is not None:
+        await exchange.text.aclose()
+    elif exchange.reply is not None:
+        await exchange.reply.body.aclose()
+
+
 def _as_stages(items: Iterable[Stage]) -> tuple[Stage, ...]:
     return tuple(items)
 
@@ -329,7 +338,11 @@ class Pipeline:
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         for step in self.stages:
-            exchange = await step(exchange)
+            try:
+                exchange = await step(exchange)
+            except BaseException:
+                await _release(exchange)
+                raise
         return exchange
 
     @property

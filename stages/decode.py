@@ -8,6 +8,7 @@ to its first text) so that a failure before any text stays retryable.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -43,8 +44,11 @@ __all__ = [
 ]
 
 #: After the answer's finish frame, at most this much more is read looking for
-#: ``[DONE]`` (so the connection can be reused) before the connection is dropped.
+#: ``[DONE]`` (so the connection can be reused) before the connection is dropped ...
 DRAIN_LIMIT = 64 * 1024
+#: ... and for at most this long: the answer is complete, the caller must not wait
+#: on a server that is slow to say so.
+DRAIN_SECONDS = 0.25
 
 _ERROR_WORD = re.compile(r'\{"choices":\[\{"delta":\{"content":"(.*)"\}\}\]\}', re.DOTALL)
 
@@ -286,9 +290,21 @@ async def _sse_texts(body: Body, url: str, max_event_bytes: int) -> AsyncIterato
     decoder = SSEDecoder(max_line_bytes=max_event_bytes)
     interpreter = StreamInterpreter(url)
     drained = 0
+    chunks = aiter(body)
     try:
         try:
-            async for chunk in body:
+            while True:
+                if interpreter.finished:
+                    try:
+                        async with asyncio.timeout(DRAIN_SECONDS):
+                            chunk = await anext(chunks)
+                    except (TimeoutError, StopAsyncIteration):
+                        return
+                else:
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
                 try:
                     events = decoder.feed(chunk)
                 except SSELineTooLongError as exc:

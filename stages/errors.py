@@ -48,10 +48,8 @@ def redact_url(url: object) -> str:
         return "<unparsable URL>"
     if parts.username is None and parts.password is None:
         return text
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    # Keep what follows the userinfo exactly as written (even an invalid port).
+    netloc = "***@" + parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import html
 import re
 import time
 from collections.abc import AsyncIterable, Mapping
@@ -327,7 +328,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 def _readable(body: bytes, content_type: str) -> str:
     text = body.decode("utf-8", "replace")
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
-        text = _TAG.sub(" ", text)
+        text = html.unescape(_TAG.sub(" ", text))
     return excerpt(text)
 
 

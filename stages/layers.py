@@ -96,6 +96,9 @@ class Traced(Wrapped):
         stage_log.debug("stage.started")
         try:
             result = await self.inner(exchange)
+        except asyncio.CancelledError:
+            stage_log.debug("stage.cancelled", duration_ms=_millis(start))
+            raise
         except BaseException as exc:
             stage_log.warning("stage.failed", duration_ms=_millis(start), **_describe(exc))
             raise
@@ -292,7 +295,9 @@ class TokenCached(Wrapped):
             scope = asyncio.timeout_at(call.deadline)  # another call's fetch may outlast ours
             try:
                 async with scope:
-                    cached = await cache.get_or_fetch(key, settings.token_ttl, fetch)
+                    cached = await cache.get_or_fetch(
+                        key, settings.token_ttl, fetch, route=(call.proxy, id(call.session))
+                    )
             except TimeoutError:
                 if scope.expired():
                     seconds = settings.timeouts.total or 0.0

@@ -16,7 +16,6 @@ Two layouts (``Settings.history``):
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -307,12 +306,25 @@ def conversation_client_id(messages: Sequence[Message], *, salt: bytes) -> str:
             break
         if message.role == "system":
             opening.append((message.role, message.content))
-    return _client_id_of(salt, tuple(opening))
+    key = (salt, tuple(opening))
+    # Every turn of a conversation asks again and the HMAC is most of the cost, so ids
+    # are remembered — by the opening's hash only: the cache keeps no prompt text.
+    remembered = _CLIENT_IDS.get(hash(key))
+    if remembered is not None and remembered[0] == len(opening):
+        return remembered[1]
+    client_id = _client_id_of(*key)
+    if len(_CLIENT_IDS) >= _CLIENT_IDS_KEPT:
+        _CLIENT_IDS.pop(next(iter(_CLIENT_IDS)))
+    _CLIENT_IDS[hash(key)] = (len(opening), client_id)
+    return client_id
 
 
-@functools.lru_cache(maxsize=1024)
+#: Client ids of recent conversations, by the hash of (salt, opening): no text kept.
+_CLIENT_IDS: dict[int, tuple[int, str]] = {}
+_CLIENT_IDS_KEPT = 1024
+
+
 def _client_id_of(salt: bytes, opening: tuple[tuple[str, str], ...]) -> str:
-    # Cached: every turn of a conversation asks again, and the HMAC is most of the cost.
     data = json.dumps(opening, ensure_ascii=True).encode("ascii")
     number = int.from_bytes(hmac.new(salt, data, hashlib.sha256).digest(), "big")
     base = len(CLIENT_ID_ALPHABET)

@@ -244,12 +244,20 @@ async def test_create_completion_inside_a_running_loop(emulator) -> None:
 
 
 def test_breaking_out_of_a_sync_stream_releases_it(emulator_factory) -> None:
+    import time
+
     stall = Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0)
     emulator = emulator_factory(faults=[stall])
     completion = provider_for(emulator).create_completion("gpt-4o", HELLO)
     first = next(completion)
+    started = time.monotonic()
     completion.close()  # what `break` does; must not wait for the 30 s stall
+    assert time.monotonic() - started < 10, "closing waited for the stalled stream"
     assert "Hello from upstream: Hello".startswith(first)
+    # And the provider goes on working after the early close.
+    assert "".join(provider_for(emulator).create_completion("gpt-4o", HELLO)) == (
+        "Hello from upstream: Hello"
+    )
 
 
 async def test_invalid_input_fails_before_any_request(emulator) -> None:
@@ -344,3 +352,49 @@ def test_a_script_closes_cleanly_and_prints_nothing(emulator) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert done.stderr == ""
+
+
+async def test_a_shared_page_fetch_that_fails_for_its_starter_is_not_the_others_failure(
+    emulator_factory,
+) -> None:
+    """A short-deadline call starts the page fetch and gives up; a patient one still gets in."""
+    emulator = emulator_factory(faults=[Fault(kind="stall", target="page", seconds=0.5)])
+    provider = provider_for(emulator)
+    hasty = asyncio.create_task(provider.create_async("gpt-4o", HELLO, timeout=0.2))
+    patient = asyncio.create_task(provider.create_async("gpt-4o", HELLO))
+    results = await asyncio.gather(hasty, patient, return_exceptions=True)
+    assert isinstance(results[0], TimeoutError)
+    assert results[1] == "Hello from upstream: Hello"
+
+
+async def test_a_page_is_never_fetched_through_another_calls_proxy(emulator) -> None:
+    from chatgptt import ProviderConnectionError
+
+    provider = provider_for(emulator)
+    through_dead_proxy = asyncio.create_task(
+        provider.create_async(
+            "gpt-4o", HELLO, proxy="http://127.0.0.1:9", retry=RetryPolicy(attempts=1)
+        )
+    )
+    direct = asyncio.create_task(provider.create_async("gpt-4o", HELLO))
+    results = await asyncio.gather(through_dead_proxy, direct, return_exceptions=True)
+    assert isinstance(results[0], ProviderConnectionError)
+    assert "proxy" in str(results[0])
+    assert results[1] == "Hello from upstream: Hello"
+
+
+@pytest.mark.parametrize(
+    ("proxy", "message"),
+    [
+        ("http://user:secret@host:99999", "the proxy URL is not valid"),
+        ("http://user:secret@:8080", "with a host"),
+        ("socks5://host:1080", "http:// or https://"),
+    ],
+)
+async def test_bad_proxy_urls_are_named_without_their_secrets(
+    emulator, proxy: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        await answer(provider_for(emulator), proxy=proxy)
+    assert "secret" not in str(info.value)
+    assert emulator.stats.page_fetches == 0

@@ -117,3 +117,20 @@ def test_serve_answers_openai_requests_and_stops_on_ctrl_c() -> None:
             server.wait()
         assert server.stderr is not None
         server.stderr.close()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`chatgptt chat ... | head -c 5`: no traceback, SIGPIPE's exit status."""
+    command = Path(sys.executable).with_name("chatgptt")
+    chat = subprocess.Popen(
+        [str(command), "chat", "--emulator", "x" * 2000],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert chat.stdout is not None
+    assert chat.stderr is not None
+    assert len(chat.stdout.read(5)) == 5
+    chat.stdout.close()
+    assert chat.wait(timeout=60) == 141
+    assert chat.stderr.read() == b""
+    chat.stderr.close()

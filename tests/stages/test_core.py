@@ -121,3 +121,42 @@ async def test_text_stream_close_runs_callback_once() -> None:
     await stream.aclose()
     await stream.aclose()
     assert closed == [1]
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _chunks_bytes()
+
+    async def read(self, limit: int) -> bytes:
+        return b""
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def _chunks_bytes() -> AsyncIterator[bytes]:
+    yield b""
+
+
+async def test_a_failing_stage_releases_the_reply_an_earlier_one_opened(exchange_for) -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from stages.core import Reply
+
+    body = _Body()
+
+    @stage("transport")
+    async def transport(exchange: Exchange) -> Exchange:
+        reply = Reply(url="u", status=200, headers=CIMultiDictProxy(CIMultiDict()), body=body)
+        return attrs.evolve(exchange, reply=reply)
+
+    @stage("broken")
+    async def broken(exchange: Exchange) -> Exchange:
+        raise RuntimeError("bug in a custom stage")
+
+    with pytest.raises(RuntimeError, match="bug in a custom stage"):
+        await Pipeline([transport, broken])(exchange_for())
+    assert body.closed

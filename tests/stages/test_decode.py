@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -397,3 +398,34 @@ async def test_an_endless_event_of_short_lines_is_a_size_error(exchange_for) -> 
     body = FakeBody([b"data: x\n" * 5, b"data: y\n" * 20])
     with pytest.raises(ResponseTooLargeError, match="a stream event exceeds the limit of 64 bytes"):
         await DecodeReply()(with_reply(exchange, body, "text/event-stream"))
+
+
+class StallingBody(FakeBody):
+    """A body that sends its chunks, then never sends anything again."""
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while self.chunks:
+            yield self.chunks.pop(0)
+        await asyncio.Event().wait()
+        yield b""  # pragma: no cover - never reached
+
+
+async def test_an_answer_ends_soon_after_its_finish_frame_even_without_done(
+    exchange_for, monkeypatch
+) -> None:
+    import stages.decode
+
+    monkeypatch.setattr(stages.decode, "DRAIN_SECONDS", 0.01)
+    body = StallingBody([(frame("Hi") + frame(" there", finish="stop")).encode()])
+    result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
+    text = await asyncio.wait_for(collect(result), timeout=10)
+    assert text == "Hi there"
+    assert body.closed
+
+
+async def test_capture_streams_through_the_stage_cut_at_every_byte(exchange_for) -> None:
+    body = body_of("stream_ok_urlencoded")
+    for cut in range(0, len(body) + 1, 3):
+        chunks = FakeBody([body[:cut], body[cut:]])
+        result = await DecodeReply()(with_reply(exchange_for(), chunks, "text/event-stream"))
+        assert await collect(result) == "Hello from upstream: Hello", cut
