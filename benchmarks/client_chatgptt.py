@@ -2,12 +2,13 @@
 
 Variants (for the tracing figure; the same process alternates them):
 
-- ``default``: the standard pipeline with the standard layers, as :func:`stages.layers.assemble`
-  builds it — trace, nonce refresh, retry, token cache — and structlog left unconfigured
-  (tracing present, no one listening).
+- ``default``: what users run. With structlog unconfigured the provider runs its pipeline
+  assembled without trace layers (it checks once per call whether anyone listens).
+- ``traced``: the trace layers kept in place although no one listens — every stage wrapped
+  by ``stages.layers.traced``, each checking per run whether structlog is configured.
 - ``untraced``: the same stages and layers minus every trace layer, assembled here from the
   library's public layers (``refreshing_nonce``, ``retrying``, ``token_cached``) in the
-  order ``assemble`` documents. The difference is what unlistened tracing costs.
+  order ``assemble`` documents. ``traced`` against it is what unlistened tracing costs.
 
 Run as a worker: ``python -m benchmarks.client_chatgptt SPEC.json RESULT.json``.
 """
@@ -49,12 +50,25 @@ def untraced(provider: type[ChatGptt]) -> type[ChatGptt]:
     return Untraced
 
 
+def traced(provider: type[ChatGptt]) -> type[ChatGptt]:
+    """``provider`` always running the assembly with trace layers, listened to or not."""
+
+    class Traced(provider):  # type: ignore[valid-type,misc]
+        @classmethod
+        def assembled(cls, **_options: Any) -> Stage:
+            return provider.assembled(trace=True)
+
+    return Traced
+
+
 async def setup(spec: dict[str, Any]) -> Client:
     """The default provider (and its untraced twin) pointed at the emulator."""
     if structlog.is_configured():
         raise RuntimeError("structlog is configured in the worker; tracing would be listened to")
+    if spec.get("pool"):
+        ChatGptt.sessions.configure(SessionOptions(max_connections=int(spec["pool"])))
     provider = ChatGptt.derive("Bench", url=spec["url"].rstrip("/"))
-    variants = {"default": provider, "untraced": untraced(provider)}
+    variants = {"default": provider, "traced": traced(provider), "untraced": untraced(provider)}
     if spec.get("warmup_url"):
         # Another site to warm up on: the measured site's page is then fetched by the
         # first measured call, as in a program that has just started.

@@ -76,7 +76,8 @@ async def _caller(session: aiohttp.ClientSession, site: str) -> CallFn:
 
 async def setup(spec: dict[str, Any]) -> Client:
     """One session; the page of each site fetched once; one POST per call."""
-    session = aiohttp.ClientSession()
+    pool = int(spec.get("pool") or 100)  # aiohttp's default limit unless the section asks
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool))
     try:
         calls = {"default": await _caller(session, spec["url"])}
         if spec.get("warmup_url"):

@@ -23,7 +23,8 @@ __all__ = ["PEER_REQUIREMENT", "Unavailable", "Venv", "ensure_bench_venv", "ensu
 Log = Callable[[str], None]
 
 PEER_REQUIREMENT = "g4f==0.4.5.4"
-BENCH_REQUIREMENTS = ("openai", "httpx-sse", "httpx")
+#: Pinned: the decode figure compares against these releases of the reference decoders.
+BENCH_REQUIREMENTS = ("openai==3.57.0", "httpx-sse==0.4.3", "httpx==0.28.1")
 _INSTALL_TIMEOUT = 600.0
 _CHECK_TIMEOUT = 60.0
 

@@ -174,6 +174,12 @@ def render_markdown(meta: dict[str, Any], sections: Sequence[Section]) -> str:
         "| --- | --- | --- | --- |",
     ]
     lines += [f"| {t.name} | {t.goal} | {t.value} | {_mark(t.met)} |" for t in targets]
+    if any(t.met is False for t in targets):
+        lines += [
+            "",
+            "Where a target is not met, [PROFILE.md](PROFILE.md) says what limits it, with the "
+            "profile that shows it.",
+        ]
     lines += ["", "## Figures", ""]
     for section in sections:
         for table in section.tables:

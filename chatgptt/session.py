@@ -68,10 +68,15 @@ class SessionRegistry:
     """The session of each running loop."""
 
     def __init__(self, factory: Callable[[], aiohttp.ClientSession] = make_session) -> None:
+        #: Makes a loop's session; replace it (or use :meth:`configure`) before first use.
         self.factory = factory
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slot] = (
             weakref.WeakKeyDictionary()
         )
+
+    def configure(self, options: SessionOptions) -> None:
+        """Build the sessions made from now on with ``options`` (e.g. a larger pool)."""
+        self.factory = lambda: make_session(options)
 
     async def get(self) -> aiohttp.ClientSession:
         """The running loop's session, made (and guarded) on first use."""
