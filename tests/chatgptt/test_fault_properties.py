@@ -199,3 +199,61 @@ def test_without_faults_every_answer_arrives_exactly(
     chunks, error = asyncio.run(run_call(emulator, scenario))
     assert error is None
     assert "".join(chunks) == fit_answer("Hello from upstream: Hi", answer_chars)
+
+
+#: Failures that strike after at least one piece of the answer was sent (SSE mode).
+after_text = st.one_of(
+    st.builds(
+        Fault,
+        kind=st.just("drop"),
+        after_tokens=st.integers(min_value=1, max_value=8),
+        times=_times,
+    ),
+    st.builds(
+        Fault,
+        kind=st.just("stall"),
+        seconds=st.just(STALL_SECONDS),
+        where=st.just("inside"),
+        after_tokens=st.integers(min_value=1, max_value=8),
+    ),
+    st.builds(
+        Fault,
+        kind=st.just("malformed"),
+        variant=st.sampled_from(["invalid_json", "limited"]),
+        after_tokens=st.integers(min_value=1, max_value=8),
+    ),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    before=st.lists(faults, max_size=2),
+    failure=after_text,
+    token_chars=st.integers(min_value=1, max_value=12),
+    message=messages,
+)
+def test_a_failure_after_text_carries_exactly_the_delivered_prefix(
+    emulator, before: list[Fault], failure: Fault, token_chars: int, message: str
+) -> None:
+    """Whatever failed first, once text has been delivered the caller gets either the whole
+    answer or a StreamInterruptedError whose partial text is exactly what it received."""
+    emulator.faults.clear()
+    emulator.config = EmulatorConfig(token_delay=0.0, mode="sse", token_chars=token_chars)
+    for fault in [*before, failure]:
+        emulator.faults.add(fault)
+    full = "Hello from upstream: " + message
+    chunks, error = asyncio.run(run_call(emulator, Scenario("sse", None, token_chars, message, ())))
+    text = "".join(chunks)
+    event(f"outcome: {type(error).__name__ if error else 'the answer'}")
+    if error is None:
+        assert text == full
+        return
+    assert error.partial_text == text
+    assert full.startswith(text)
+    if text:
+        assert isinstance(error, StreamInterruptedError)
+        assert not isinstance(error.cause, StreamInterruptedError)
