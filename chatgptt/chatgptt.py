@@ -22,17 +22,18 @@ import structlog
 
 from stages.bootstrap import FetchPage
 from stages.cache import TokenCache
+from stages.classic.decode import DecodeReply
+from stages.classic.payload import PROCESS_SALT, BuildPayload, conversation_client_id
+from stages.classic.tokens import ExtractTokens
+from stages.classic.transport import PostForm
 from stages.config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts
 from stages.core import Call, Exchange, Pipeline, Stage, TextStream, require
-from stages.decode import DecodeReply
 from stages.errors import (
     ConfigurationError,
     redact_url,
 )
 from stages.layers import assemble
-from stages.payload import PROCESS_SALT, BuildPayload, conversation_client_id, normalize_messages
-from stages.tokens import ExtractTokens
-from stages.transport import PostForm
+from stages.messages import normalize_messages
 
 from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
 from .session import SessionRegistry

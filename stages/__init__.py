@@ -7,6 +7,15 @@ from __future__ import annotations
 
 from .bootstrap import FetchPage
 from .cache import TokenCache
+from .classic.decode import DecodeReply, StreamInterpreter, decode_json_reply
+from .classic.payload import (
+    BuildPayload,
+    build_form,
+    conversation_client_id,
+    safe_history_text,
+)
+from .classic.tokens import ExtractTokens, extract_tokens
+from .classic.transport import PostForm
 from .config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts, is_retryable
 from .core import (
     Body,
@@ -23,21 +32,11 @@ from .core import (
     require,
     stage,
 )
-from .decode import DecodeReply, StreamInterpreter, decode_json_reply
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .layers import Layer, assemble, refreshing_nonce, retrying, timeout, token_cached, traced
-from .payload import (
-    BuildPayload,
-    build_form,
-    conversation_client_id,
-    flatten_prompt,
-    normalize_messages,
-    safe_history_text,
-)
+from .messages import flatten_prompt, normalize_messages
 from .sse import ServerSentEvent, SSEDecoder
-from .tokens import ExtractTokens, extract_tokens
-from .transport import PostForm
 
 __all__ = [
     "DEFAULT_HEADERS",

@@ -12,11 +12,13 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "BotProtectionError",
     "ChatGpttError",
+    "ChatNotFoundError",
     "CloudflareOriginError",
     "ConfigurationError",
     "EmptyMessageError",
     "HTTPStatusError",
     "IPBannedError",
+    "IncompleteReplyError",
     "InvalidMessagesError",
     "MalformedResponseError",
     "MessageFlaggedError",
@@ -124,6 +126,23 @@ class ProviderConnectionError(ChatGpttError, ConnectionError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = redact_url(url) if url is not None else None
         super().__init__(message)
+
+
+class IncompleteReplyError(ProviderConnectionError):
+    """The reply ended before the site said the answer was complete.
+
+    Both dialects mark the end of an answer (``[DONE]`` or a finish frame, the
+    ``done`` event); a reply that stops without it was cut off — by a dropped
+    connection, a proxy, a PHP worker that died — even when the connection closed
+    cleanly. Before any text reached the caller it is retried like any broken
+    connection; after, it is the ``cause`` of a :class:`StreamInterruptedError`.
+    """
+
+    def __init__(self, what: str, *, url: str | None = None) -> None:
+        self.what = what
+        shown = redact_url(url) if url is not None else None
+        where = f" from {shown}" if shown else ""
+        super().__init__(f"the reply{where} ended before the answer was complete: {what}", url=url)
 
 
 class ProviderTimeoutError(ChatGpttError, TimeoutError):
@@ -247,6 +266,21 @@ class TokensNotFoundError(ChatGpttError, RuntimeError):
         why = hint or "it is not a chat page of the AI Power plugin"
         super().__init__(
             f"no {' and no '.join(self.missing)} found in the page at {self.url}: {why}"
+        )
+
+
+class ChatNotFoundError(TokensNotFoundError):
+    """The page carries no chat this client knows: neither dialect's container."""
+
+    def __init__(self, url: str, dialects: tuple[str, ...] | list[str]) -> None:
+        self.dialects = tuple(dialects)
+        super().__init__(
+            url,
+            ["chat"],
+            hint=(
+                f"it carries no chat of the AI Power plugin in a dialect this client speaks "
+                f"({', '.join(self.dialects)}); point the provider at the page that shows the chat"
+            ),
         )
 
 

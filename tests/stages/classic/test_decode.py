@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from stages.classic.decode import DecodeReply, StreamInterpreter, decode_json_reply
 from stages.core import Exchange, Reply
-from stages.decode import DecodeReply, StreamInterpreter, decode_json_reply
 from stages.errors import (
     BotProtectionError,
     ChatGpttError,
@@ -413,9 +413,9 @@ class StallingBody(FakeBody):
 async def test_an_answer_ends_soon_after_its_finish_frame_even_without_done(
     exchange_for, monkeypatch
 ) -> None:
-    import stages.decode
+    import stages.classic.decode
 
-    monkeypatch.setattr(stages.decode, "DRAIN_SECONDS", 0.01)
+    monkeypatch.setattr(stages.classic.decode, "DRAIN_SECONDS", 0.01)
     body = StallingBody([(frame("Hi") + frame(" there", finish="stop")).encode()])
     result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
     text = await asyncio.wait_for(collect(result), timeout=10)

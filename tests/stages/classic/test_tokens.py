@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatgptt.emulator.wordpress import php_json_encode
+from stages.classic.tokens import AIPKIT_HINT, ExtractTokens, extract_tokens
 from stages.config import Settings, Site
 from stages.core import Call, Exchange, Page, Tokens
 from stages.errors import BotProtectionError, ConfigurationError, TokensNotFoundError
 from stages.protection import CHALLENGE_MARKERS
-from stages.tokens import AIPKIT_HINT, ExtractTokens, extract_tokens
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 PAGE_URL = "https://chatgptt.me/chat"
 FALLBACK = "https://chatgptt.me/wp-admin/admin-ajax.php"
 CAPTURE_URL = "http://127.0.0.1:8080/?page_id=4"

@@ -15,10 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from chatgptt.emulator.wordpress import build_conversation
-from stages.config import Settings, Site
-from stages.core import Call, Exchange, Message, Tokens
-from stages.errors import ConfigurationError, InvalidMessagesError
-from stages.payload import (
+from stages.classic.payload import (
     CLIENT_ID_ALPHABET,
     HISTORY_SUBSTITUTIONS,
     PROCESS_SALT,
@@ -26,12 +23,14 @@ from stages.payload import (
     build_form,
     conversation_client_id,
     encode_history,
-    flatten_prompt,
-    normalize_messages,
     safe_history_text,
 )
+from stages.config import Settings, Site
+from stages.core import Call, Exchange, Message, Tokens
+from stages.errors import ConfigurationError, InvalidMessagesError
+from stages.messages import flatten_prompt, normalize_messages
 
-CLASSIC = Path(__file__).resolve().parents[1] / "vectors" / "classic"
+CLASSIC = Path(__file__).resolve().parents[2] / "vectors" / "classic"
 PHP_TRIM = " \t\n\r\0\x0b"
 TOKENS = Tokens(
     nonce="18d499d351",

@@ -9,8 +9,8 @@ from urllib.parse import quote_plus, urlsplit
 
 import attrs
 
-from .core import Exchange, Reply, require
-from .http import ResponseBody, classify_failure, read_prefix, send
+from stages.core import Exchange, Reply, require
+from stages.http import ResponseBody, classify_failure, read_prefix, send
 
 __all__ = ["PostForm", "encode_form", "post_headers"]
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from .core import Body, Exchange, TextStream, require
-from .errors import (
+from stages.core import Body, Exchange, TextStream, require
+from stages.errors import (
     BotProtectionError,
     ChatGpttError,
     EmptyMessageError,
@@ -31,9 +31,9 @@ from .errors import (
     UpstreamError,
     excerpt,
 )
-from .http import read_prefix
-from .protection import challenge_marker
-from .sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
+from stages.http import read_prefix
+from stages.protection import challenge_marker
+from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = [
     "CONTROL_FLAGS",

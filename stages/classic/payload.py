@@ -27,8 +27,8 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from .core import Exchange, Message, Tokens, require
-from .errors import InvalidMessagesError
+from stages.core import Exchange, Message, Tokens, require
+from stages.messages import check_last, flatten_prompt, replace_lone_surrogates
 
 __all__ = [
     "CLIENT_ID_ALPHABET",
@@ -39,18 +39,10 @@ __all__ = [
     "build_form",
     "conversation_client_id",
     "encode_history",
-    "flatten_prompt",
-    "normalize_messages",
     "safe_history_text",
 ]
 
 _Role = Literal["system", "user", "assistant"]
-
-#: Roles accepted in the input, and the role each becomes (OpenAI's ``developer``
-#: is its newer name for ``system``).
-_ROLES: Mapping[str, _Role] = MappingProxyType(
-    {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-)
 
 # --- the safe-text mapping ---------------------------------------------------------------
 
@@ -90,14 +82,6 @@ HISTORY_SUBSTITUTIONS: Mapping[str, str] = MappingProxyType(
 )
 
 _UNSAFE_IN_HISTORY = re.compile(r'\r\n|[\x00-\x1f"\\<]|%(?=[0-9A-Fa-f]{2})')
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _replace_lone_surrogates(text: str) -> str:
-    """``text`` with lone surrogates as U+FFFD (a valid pair is joined into its character)."""
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def safe_history_text(text: str) -> str:
@@ -109,95 +93,8 @@ def safe_history_text(text: str) -> str:
     a JSON string, needs no escape, so the history arrives with only these
     substitutions instead of vanishing or being corrupted.
     """
-    text = _replace_lone_surrogates(text)
+    text = replace_lone_surrogates(text)
     return _UNSAFE_IN_HISTORY.sub(lambda match: HISTORY_SUBSTITUTIONS[match.group()], text)
-
-
-# --- validation ----------------------------------------------------------------------------
-
-
-def _content_text(content: object, index: int) -> str:
-    """A message's content as one string: a string, or the text of OpenAI-style parts."""
-    if isinstance(content, str):
-        return _replace_lone_surrogates(content)
-    if isinstance(content, list | tuple):
-        texts: list[str] = []
-        for part_index, part in enumerate(content):
-            where = f"content[{part_index}]"
-            if not isinstance(part, Mapping):
-                raise InvalidMessagesError(
-                    f"{where} must be a mapping like {{'type': 'text', 'text': '…'}}; "
-                    f"got {type(part).__name__}",
-                    index,
-                )
-            part_type = part.get("type")
-            if part_type != "text":
-                raise InvalidMessagesError(
-                    f"{where} has type {part_type!r}; only 'text' parts are supported", index
-                )
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise InvalidMessagesError(
-                    f"{where}['text'] must be a string; got {type(text).__name__}", index
-                )
-            texts.append(text)
-        return _replace_lone_surrogates("".join(texts))
-    raise InvalidMessagesError(
-        f"content must be a string or a list of text parts; got {type(content).__name__}", index
-    )
-
-
-def _message(item: object, index: int) -> Message:
-    if isinstance(item, Message):  # already a record: validate it all the same
-        item = {"role": item.role, "content": item.content}
-    if not isinstance(item, Mapping):
-        raise InvalidMessagesError(
-            f"must be a mapping with 'role' and 'content'; got {type(item).__name__}", index
-        )
-    for key in ("role", "content"):
-        if key not in item:
-            raise InvalidMessagesError(f"missing {key!r}", index)
-    role = item["role"]
-    if not isinstance(role, str) or role not in _ROLES:
-        raise InvalidMessagesError(f"role must be one of {', '.join(_ROLES)}; got {role!r}", index)
-    return Message(_ROLES[role], _content_text(item["content"], index))
-
-
-def normalize_messages(messages: object) -> tuple[Message, ...]:
-    """Validate gpt4free-style ``messages`` and return them as :class:`Message` records.
-
-    Accepts a list or tuple of mappings with ``role`` (``system``, ``developer`` —
-    read as ``system`` —, ``user``, ``assistant``) and ``content`` (a string, or a
-    list of OpenAI-style parts of which only ``text`` parts are allowed; their
-    texts are joined). There must be at least one message and the last one must
-    be a non-blank user message. Lone surrogates become U+FFFD so that encoding
-    never fails later.
-
-    Raises:
-        InvalidMessagesError: naming the first problem and the index it is at.
-    """
-    if isinstance(messages, str | bytes) or not isinstance(messages, list | tuple):
-        raise InvalidMessagesError(
-            f"must be a list of {{'role': …, 'content': …}} mappings; got {type(messages).__name__}"
-        )
-    if not messages:
-        raise InvalidMessagesError("at least one message is required")
-    normalized = tuple(_message(item, index) for index, item in enumerate(messages))
-    _check_last(normalized)
-    return normalized
-
-
-def _check_last(messages: Sequence[Message]) -> None:
-    if not messages:
-        raise InvalidMessagesError("at least one message is required")
-    last_index = len(messages) - 1
-    last = messages[last_index]
-    if last.role != "user":
-        raise InvalidMessagesError(
-            f"the last message must be from the user; got role {last.role!r}", last_index
-        )
-    if not last.content.strip():
-        raise InvalidMessagesError("the last message (the user's question) is empty", last_index)
 
 
 # --- the two layouts -----------------------------------------------------------------------
@@ -226,18 +123,6 @@ def encode_history(previous: Sequence[Message]) -> str:
     return json.dumps(items, ensure_ascii=False)
 
 
-def flatten_prompt(messages: Sequence[Message]) -> str:
-    """The whole conversation as one prompt, the original provider's layout.
-
-    A single message is its bare content; otherwise one ``Role: content`` line
-    per message (``System``, ``User``, ``Assistant``) followed by ``Assistant:``.
-    """
-    if len(messages) == 1:
-        return messages[0].content
-    lines = [f"{message.role.capitalize()}: {message.content}" for message in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
 def build_form(
     tokens: Tokens,
     messages: tuple[Message, ...],
@@ -258,7 +143,7 @@ def build_form(
         InvalidMessagesError: the conversation does not end with a user message.
         ValueError: ``history`` is neither layout.
     """
-    _check_last(messages)
+    check_last(messages)
     if history == "messages":
         message = messages[-1].content
         history_field = encode_history(messages[:-1])
