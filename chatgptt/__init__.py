@@ -15,18 +15,16 @@ from stages.errors import *  # noqa: F403
 
 from .chatgptt import ChatGptt, standard_pipeline
 from .config import Limits, RetryPolicy, SessionOptions, Settings, Site, Timeouts, is_retryable
-from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
+from .providers import Messages
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncGeneratorProvider",
     "ChatGptt",
     "Exchange",
     "Limits",
     "Messages",
     "Pipeline",
-    "ProviderModelMixin",
     "RetryPolicy",
     "SessionOptions",
     "Settings",
