@@ -57,7 +57,6 @@ def make_call(
         messages=(Message("user", "Hello"),),
         settings=settings,
         session=session,
-        client_id="Ab3dE5gH9k",
         token_cache=cache,
     )
 

@@ -14,6 +14,7 @@ import pytest
 
 from chatgptt import (
     ChatGptt,
+    ConfigurationError,
     InvalidMessagesError,
     NonceRejectedError,
     Pipeline,
@@ -172,15 +173,36 @@ async def test_a_custom_stage_inserted_into_the_pipeline(emulator) -> None:
         )
         return attrs.evolve(exchange, form=form)
 
-    loud = ChatGptt.with_pipeline(ChatGptt.pipeline.insert_after("payload", shout), name="Loud")
-    loud = provider_for(emulator).with_pipeline(loud.pipeline)
-    assert loud.pipeline.names == ("bootstrap", "tokens", "payload", "shout", "transport", "decode")
+    classic = ChatGptt.dialects["classic"].pipeline
+    loud = provider_for(emulator).with_pipeline(
+        classic.insert_after("payload", shout), dialect="classic", name="Loud"
+    )
+    assert loud.pipeline_of("classic").names == (
+        "bootstrap",
+        "tokens",
+        "payload",
+        "shout",
+        "transport",
+        "decode",
+    )
     assert "".join(await answer(loud)) == "Hello from upstream: HELLO"
-    assert ChatGptt.pipeline.names == ("bootstrap", "tokens", "payload", "transport", "decode")
+    assert ChatGptt.pipeline_of("classic").names == (
+        "bootstrap",
+        "tokens",
+        "payload",
+        "transport",
+        "decode",
+    )
+
+
+def test_a_dialects_pipeline_cannot_hold_the_shared_bootstrap() -> None:
+    """The page fetch is shared: a dialect pipeline holding it would fetch it twice."""
+    with pytest.raises(ConfigurationError, match="derive\\(bootstrap="):
+        ChatGptt.with_pipeline(ChatGptt.pipeline_of("classic"), dialect="classic")
 
 
 async def test_a_stage_replaced_in_the_pipeline(emulator) -> None:
-    original = ChatGptt.pipeline["decode"]
+    original = ChatGptt.dialects["classic"].pipeline["decode"]
 
     @stage("decode")
     async def decode_then_reverse(exchange: Exchange) -> Exchange:
@@ -191,8 +213,10 @@ async def test_a_stage_replaced_in_the_pipeline(emulator) -> None:
 
         return attrs.evolve(decoded, text=TextStream.of(text[::-1]))
 
-    backwards = ChatGptt.with_pipeline(ChatGptt.pipeline.replace("decode", decode_then_reverse))
-    reversed_provider = provider_for(emulator).with_pipeline(backwards.pipeline)
+    classic = ChatGptt.dialects["classic"].pipeline
+    reversed_provider = provider_for(emulator).with_pipeline(
+        classic.replace("decode", decode_then_reverse), dialect="classic"
+    )
     assert "".join(await answer(reversed_provider)) == "olleH :maertspu morf olleH"
 
 
@@ -204,7 +228,7 @@ async def test_extra_options_reach_custom_stages(emulator) -> None:
         seen.append(exchange.call.options)
         return exchange
 
-    provider = provider_for(emulator).with_pipeline(Pipeline([peek, *ChatGptt.pipeline]))
+    provider = provider_for(emulator, bootstrap=Pipeline([peek, *ChatGptt.bootstrap]))
     await answer(provider, temperature=0.2, web_search=True)
     assert seen == [{"temperature": 0.2, "web_search": True}]
 

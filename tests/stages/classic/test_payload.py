@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from chatgptt.emulator.wordpress import build_conversation
+from stages.aipkit.tokens import AipkitTokens
 from stages.classic.payload import (
     CLIENT_ID_ALPHABET,
     HISTORY_SUBSTITUTIONS,
@@ -25,6 +26,7 @@ from stages.classic.payload import (
     encode_history,
     safe_history_text,
 )
+from stages.classic.tokens import ClassicTokens
 from stages.config import Settings, Site
 from stages.core import Call, Exchange, Message, Tokens
 from stages.errors import ConfigurationError, InvalidMessagesError
@@ -32,7 +34,7 @@ from stages.messages import flatten_prompt, normalize_messages
 
 CLASSIC = Path(__file__).resolve().parents[2] / "vectors" / "classic"
 PHP_TRIM = " \t\n\r\0\x0b"
-TOKENS = Tokens(
+TOKENS = ClassicTokens(
     nonce="18d499d351",
     post_id="4",
     ajax_url="http://127.0.0.1:8080/wp-admin/admin-ajax.php",
@@ -531,7 +533,7 @@ def make_exchange(
         messages=messages,
         settings=settings_,
         session=None,  # type: ignore[arg-type]  # a pure stage never touches it
-        client_id=CLIENT_ID,
+        options={"client_id": CLIENT_ID},
     )
     return Exchange(call=call, tokens=tokens)
 
@@ -545,6 +547,29 @@ async def test_the_stage_fills_in_the_form(history: str) -> None:
     assert result.form == build_form(TOKENS, messages, client_id=CLIENT_ID, history=history)
     assert attrs.evolve(result, form=None) == exchange
     assert BuildPayload().name == "payload"
+
+
+async def test_without_a_client_id_the_conversation_gets_its_own() -> None:
+    """No ``client_id`` option: the id derived from the conversation's opening is sent."""
+    messages = (user("Hi"), assistant("Hello"), user("Next"))
+    exchange = make_exchange(messages, TOKENS)
+    exchange = attrs.evolve(exchange, call=attrs.evolve(exchange.call, options={}))
+    form = dict((await BuildPayload()(exchange)).form or ())
+    assert form["wpaicg_chat_client_id"] == conversation_client_id(messages, salt=PROCESS_SALT)
+
+
+async def test_the_stage_refuses_another_dialects_tokens() -> None:
+    """A classic stage in a pipeline fed AIPKit tokens says so."""
+    aipkit = AipkitTokens(
+        nonce="ef9a0a6714",
+        post_id="6",
+        bot_id="5",
+        ajax_url=TOKENS.ajax_url,
+        page_url=TOKENS.page_url,
+        site_url=TOKENS.site_url,
+    )
+    with pytest.raises(ConfigurationError, match="'aipkit' dialect"):
+        await BuildPayload()(make_exchange((user("Hi"),), aipkit))
 
 
 async def test_the_stage_needs_tokens() -> None:
