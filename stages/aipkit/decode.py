@@ -176,6 +176,20 @@ class AipkitInterpreter:
         if pending is not None:
             raise pending
 
+    def flush(self, decoder: SSEDecoder) -> str:
+        """The stream closed: the text of an event it ended inside, if that event is whole.
+
+        The spec drops an event whose blank line never came; a whole one is kept instead
+        (its text, or its ``done``), and one cut half way says the reply was cut
+        (:class:`IncompleteReplyError`). Then call :meth:`end`.
+        """
+        if not decoder.pending:
+            return ""
+        try:
+            return self.feed(decoder.feed(b"\n\n"))
+        except MalformedResponseError:
+            raise IncompleteReplyError("the stream closed inside an event", url=self.url) from None
+
     def end(self) -> None:
         """The stream closed; raises unless ``done`` ended the answer."""
         self.check()
@@ -272,13 +286,14 @@ async def _event_texts(
                 if interpreter.done:
                     on_done()
                     return
-        text = interpreter.feed(decoder.close())
+        text = interpreter.flush(decoder)
         _trace(interpreter.notices)
         if text:
             yield text
         if interpreter.done:
             on_done()
             return
+        decoder.close()
         if interpreter.events == 0:
             start = prefix.lstrip().removeprefix(b"\xef\xbb\xbf")
             if not start.startswith(_SSE_START):

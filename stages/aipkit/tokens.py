@@ -23,6 +23,7 @@ from stages.protection import challenge_marker
 __all__ = [
     "CHAT_CLASSES",
     "AipkitTokens",
+    "ChatElement",
     "ExtractAipkitTokens",
     "chat_configs",
     "extract_aipkit_tokens",
@@ -45,7 +46,7 @@ class AipkitTokens(Tokens):
 
 
 @attrs.frozen(kw_only=True)
-class _Chat:
+class ChatElement:
     """One chat element of the page: its attributes and its decoded ``data-config``."""
 
     attributes: Mapping[str, str]
@@ -60,14 +61,14 @@ def _decode(value: str) -> Mapping[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def chat_configs(html: str) -> list[_Chat]:
+def chat_configs(html: str) -> list[ChatElement]:
     """The page's AIPKit chat elements in document order, with their decoded configs.
 
     An element counts when its class list holds one of :data:`CHAT_CLASSES` and it
     has ``data-config``, or when any element's ``data-config`` decodes to an object
     with ``botId``, ``ajaxUrl`` and ``nonce`` (a theme that renamed the wrapper).
     """
-    chats: list[_Chat] = []
+    chats: list[ChatElement] = []
     for tag in start_tags(html):
         attributes = tag.attributes
         raw = attributes.get("data-config")
@@ -77,7 +78,7 @@ def chat_configs(html: str) -> list[_Chat]:
         if class_list(attributes) & CHAT_CLASSES or (
             config is not None and all(key in config for key in _CONFIG_KEYS)
         ):
-            chats.append(_Chat(attributes=attributes, config=config))
+            chats.append(ChatElement(attributes=attributes, config=config))
     return chats
 
 
@@ -125,7 +126,7 @@ def extract_aipkit_tokens(
         if marker is not None:
             raise BotProtectionError(page_url, status, marker)
         raise TokensNotFoundError(page_url, ["AIPKit chat"], hint="no element carries data-config")
-    found: Sequence[tuple[_Chat, str | None]] = [(chat, _bot_of(chat)) for chat in chats]
+    found: Sequence[tuple[ChatElement, str | None]] = [(chat, _bot_of(chat)) for chat in chats]
     if bot_id is not None:
         matching = [(chat, bot) for chat, bot in found if bot == bot_id]
         if not matching:
@@ -158,7 +159,7 @@ def extract_aipkit_tokens(
     )
 
 
-def _bot_of(chat: _Chat) -> str | None:
+def _bot_of(chat: ChatElement) -> str | None:
     bot = _text(chat.attributes.get("data-bot-id"), _DIGITS)
     if bot is None and chat.config is not None:
         bot = _text(chat.config.get("botId"), _DIGITS)
