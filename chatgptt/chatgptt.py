@@ -26,20 +26,21 @@ from stages.bootstrap import FetchPage
 from stages.cache import TokenCache
 from stages.config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts
 from stages.conversations import ConversationStore
-from stages.core import Call, Exchange, Pipeline, Stage, TextStream, require
+from stages.core import Call, Exchange, Message, Pipeline, Stage, TextStream, require
 from stages.dialects import AUTO, Dialects
 from stages.errors import (
     ConfigurationError,
+    TokensNotFoundError,
     redact_url,
 )
-from stages.layers import assemble
+from stages.layers import ChooseDialect, assemble, bounded, retrying
 from stages.messages import normalize_messages
 
 from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
 from .session import SessionRegistry
 from .stream import AnswerStream
 
-__all__ = ["ChatGptt", "standard_bootstrap"]
+__all__ = ["ChatGptt", "SiteProbe", "standard_bootstrap"]
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _BOT_ID = re.compile(r"[1-9][0-9]{0,19}")
@@ -322,11 +323,60 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
         return call, require(exchange.text, dialect.answer_stage if dialect else "decode", "text")
 
     @classmethod
+    async def probe(cls, proxy: str | None = None, **kwargs: Any) -> SiteProbe:
+        """Read the site's landing page and say what it carries, sending no message.
+
+        Which dialect it speaks, its bot, AJAX URL and post id, whether a nonce was found,
+        and whether the page says the site streams. Takes the calls' options (``timeout``,
+        ``dialect``, ``headers``, ``cookies``, ``retry``…); the token cache is neither read
+        nor filled, so it shows the page as it is now.
+
+        Raises:
+            ChatNotFoundError: the page carries no chat of any dialect spoken.
+            BotProtectionError, ProviderConnectionError, …: as for a call.
+        """
+        call = attrs.evolve(
+            await cls._call_for(cls.get_model(None), (), proxy, kwargs), token_cache=None
+        )
+        site = Pipeline([*(bounded(step) for step in cls.bootstrap), ChooseDialect(cls.dialects)])
+        exchange = await retrying(site)(Exchange(call=call))
+        page = require(exchange.page, "bootstrap", "page")
+        dialect = cls.dialects[require(exchange.dialect, "dialect", "dialect")]
+        missing: tuple[str, ...] = ()
+        try:
+            exchange = await Pipeline([bounded(step) for step in dialect.split()[0]])(exchange)
+        except TokensNotFoundError as exc:
+            missing = exc.missing
+        tokens = exchange.tokens
+        return SiteProbe(
+            page_url=page.url,
+            status=page.status,
+            dialect=dialect.name,
+            description=dialect.description,
+            bot_id=tokens.bot_id if tokens is not None else None,
+            ajax_url=tokens.ajax_url if tokens is not None else None,
+            post_id=tokens.post_id if tokens is not None else None,
+            nonce_found=tokens is not None and bool(tokens.nonce),
+            streaming=tokens.streaming if tokens is not None else None,
+            missing=missing,
+        )
+
+    @classmethod
     async def _make_call(
         cls, model: str, messages: Messages, proxy: str | None, kwargs: dict[str, Any]
     ) -> Call:
-        resolved = cls.get_model(model)
-        validated = normalize_messages(messages)
+        return await cls._call_for(
+            cls.get_model(model), normalize_messages(messages), proxy, kwargs
+        )
+
+    @classmethod
+    async def _call_for(
+        cls,
+        resolved: str,
+        validated: tuple[Message, ...],
+        proxy: str | None,
+        kwargs: dict[str, Any],
+    ) -> Call:
         options = cls._options(kwargs)
         if proxy is not None:
             _check_proxy(proxy)
@@ -429,6 +479,31 @@ class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
             cookies=_check_cookies(kwargs.get("cookies")),
             extra=extra,
         )
+
+
+@attrs.frozen(kw_only=True)
+class SiteProbe:
+    """What a site's landing page carries (:meth:`ChatGptt.probe`).
+
+    Attributes:
+        page_url: the page read (after redirects); ``status`` its HTTP status.
+        dialect: the dialect whose chat it carries; ``description`` says which that is.
+        bot_id, ajax_url, post_id: the chat's, when its tokens were found.
+        nonce_found: whether the page carries the chat's nonce.
+        streaming: whether the page says the site streams answers (``None``: it does not say).
+        missing: what the page lacks, when its tokens were not all found.
+    """
+
+    page_url: str
+    status: int
+    dialect: str
+    description: str
+    bot_id: str | None
+    ajax_url: str | None
+    post_id: str | None
+    nonce_found: bool
+    streaming: bool | None
+    missing: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -44,6 +44,7 @@ __all__ = [
     "ChooseDialect",
     "Layer",
     "assemble",
+    "assemble_site",
     "bounded",
     "log",
     "refreshing_tokens",
@@ -513,17 +514,28 @@ def assemble(
     while structlog is unconfigured, so silent tracing costs nothing at all.
     """
     wrap: Layer = traced if trace else _unchanged
+    site = assemble_site(bootstrap, dialects, trace=trace)
+    tails = {
+        dialect.name: Pipeline(
+            [wrap(bounded(step)) for step in dialect.split()[1]], name=dialect.name
+        )
+        for dialect in dialects
+    }
+    attempt = Pipeline([token_cached(site), ByDialect("chat", tails)], name=name)
+    return wrap(refreshing_tokens(retrying(attempt), dialects))
 
-    def layered(stages: tuple[Stage, ...], pipeline_name: str) -> Pipeline:
-        return Pipeline([wrap(bounded(step)) for step in stages], name=pipeline_name)
 
-    heads: dict[str, Stage] = {}
-    tails: dict[str, Stage] = {}
-    for dialect in dialects:
-        head, tail = dialect.split()
-        heads[dialect.name] = layered(head, dialect.name)
-        tails[dialect.name] = layered(tail, dialect.name)
-    site = Pipeline(
+def assemble_site(bootstrap: Pipeline, dialects: Dialects, *, trace: bool = True) -> Pipeline:
+    """What makes a site's tokens: the bootstrap, the choice of dialect, and the chosen
+    dialect's stages through its ``tokens_stage`` — the span :func:`assemble` caches."""
+    wrap: Layer = traced if trace else _unchanged
+    heads: dict[str, Stage] = {
+        dialect.name: Pipeline(
+            [wrap(bounded(step)) for step in dialect.split()[0]], name=dialect.name
+        )
+        for dialect in dialects
+    }
+    return Pipeline(
         [
             *(wrap(bounded(step)) for step in bootstrap),
             wrap(ChooseDialect(dialects)),
@@ -531,8 +543,6 @@ def assemble(
         ],
         name="site",
     )
-    attempt = Pipeline([token_cached(site), ByDialect("chat", tails)], name=name)
-    return wrap(refreshing_tokens(retrying(attempt), dialects))
 
 
 def _unchanged(stage: Stage) -> Stage:
