@@ -6,9 +6,8 @@ Variants (for the tracing figure; the same process alternates them):
   assembled without trace layers (it checks once per call whether anyone listens).
 - ``traced``: the trace layers kept in place although no one listens — every stage wrapped
   by ``stages.layers.traced``, each checking per run whether structlog is configured.
-- ``untraced``: the same stages and layers minus every trace layer, assembled here from the
-  library's public layers (``refreshing_nonce``, ``retrying``, ``token_cached``) in the
-  order ``assemble`` documents. ``traced`` against it is what unlistened tracing costs.
+- ``untraced``: the same stages and layers minus every trace layer
+  (``assemble(..., trace=False)``). ``traced`` against it is what unlistened tracing costs.
 
 Run as a worker: ``python -m benchmarks.client_chatgptt SPEC.json RESULT.json``.
 """
@@ -22,24 +21,13 @@ import aiohttp
 import structlog
 
 from benchmarks.driver import Client, Messages, main
-from chatgptt import ChatGptt, Pipeline, SessionOptions, Stage
-from stages.layers import refreshing_nonce, retrying, token_cached
-
-
-def untraced_runner(pipeline: Pipeline) -> Stage:
-    """``assemble(pipeline)`` without its trace layers: the cached token span, then
-    retry around the attempt, then the nonce refresh outermost."""
-    names = pipeline.names
-    stages = list(pipeline)
-    start, end = names.index("bootstrap"), names.index("tokens") + 1
-    head = token_cached(Pipeline(stages[start:end], name="tokens"))
-    attempt = Pipeline([*stages[:start], head, *stages[end:]], name="request")
-    return refreshing_nonce(retrying(attempt))
+from chatgptt import ChatGptt, SessionOptions, Stage
+from stages.layers import assemble
 
 
 def untraced(provider: type[ChatGptt]) -> type[ChatGptt]:
-    """``provider`` running :func:`untraced_runner` of its pipeline."""
-    runner = untraced_runner(provider.pipeline)
+    """``provider`` running its assembly without trace layers."""
+    runner = assemble(provider.bootstrap, provider.dialects, trace=False)
 
     class Untraced(provider):  # type: ignore[valid-type,misc]
         @classmethod
@@ -90,7 +78,7 @@ async def setup(spec: dict[str, Any]) -> Client:
             "aiohttp": aiohttp.__version__,
             "structlog_configured": structlog.is_configured(),
             "pool": f"shared session, {SessionOptions().max_connections} connections",
-            "stages": list(provider.pipeline.names),
+            "stages": list(provider.pipeline_of("classic").names),
         },
     )
 

@@ -9,17 +9,25 @@
 
 from __future__ import annotations
 
+from stages import AIPKIT, AUTO, CLASSIC, ConversationStore, Dialect, Dialects, standard_dialects
 from stages import errors as _errors
 from stages.core import Exchange, Pipeline, Stage, stage
 from stages.errors import *  # noqa: F403
 
-from .chatgptt import ChatGptt, standard_pipeline
+from .chatgptt import ChatGptt, standard_bootstrap
 from .config import Limits, RetryPolicy, SessionOptions, Settings, Site, Timeouts, is_retryable
 from .providers import Messages
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIPKIT",
+    "AUTO",
+    "CLASSIC",
+    "ConversationStore",
+    "Dialect",
+    "Dialects",
+    "standard_dialects",
     "ChatGptt",
     "Exchange",
     "Limits",
@@ -33,6 +41,6 @@ __all__ = [
     "Timeouts",
     "is_retryable",
     "stage",
-    "standard_pipeline",
+    "standard_bootstrap",
     *_errors.__all__,
 ]

@@ -1,10 +1,11 @@
-"""The ``ChatGptt`` provider: the standard pipeline assembled into a gpt4free provider.
+"""The ``ChatGptt`` provider: the shared bootstrap and the dialects' stages, assembled into
+a gpt4free provider.
 
-The class owns what calls share — the per-loop HTTP session, the per-site nonce
-cache, the assembled pipeline — and turns each call into an :class:`Exchange`
-that flows through it. Pointing it elsewhere, changing its settings or its
-stages is subclassing (``class Mirror(ChatGptt): url = ...``) or
-:meth:`ChatGptt.derive`, never editing the library.
+The class owns what calls share — the per-loop HTTP session, the per-site token cache,
+the store of server-side conversations, the assembled pipeline — and turns each call
+into an :class:`Exchange` that flows through it. Pointing it elsewhere, changing its
+settings, its dialects or their stages is subclassing (``class Mirror(ChatGptt): url =
+...``) or :meth:`ChatGptt.derive`, never editing the library.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
@@ -20,44 +21,49 @@ import aiohttp
 import attrs
 import structlog
 
+from stages import standard_dialects
 from stages.bootstrap import FetchPage
 from stages.cache import TokenCache
-from stages.classic.decode import DecodeReply
-from stages.classic.payload import PROCESS_SALT, BuildPayload, conversation_client_id
-from stages.classic.tokens import ExtractTokens
-from stages.classic.transport import PostForm
 from stages.config import DEFAULT_HEADERS, Limits, RetryPolicy, Settings, Site, Timeouts
-from stages.core import Call, Exchange, Pipeline, Stage, TextStream, require
+from stages.conversations import ConversationStore
+from stages.core import Call, Exchange, Message, Pipeline, Stage, TextStream, require
+from stages.dialects import AUTO, Dialects
 from stages.errors import (
     ConfigurationError,
+    TokensNotFoundError,
     redact_url,
 )
-from stages.layers import assemble
+from stages.layers import ChooseDialect, assemble, bounded, retrying
 from stages.messages import normalize_messages
 
 from .providers import Messages, Provider
 from .session import SessionRegistry
 from .stream import AnswerStream
 
-__all__ = ["ChatGptt", "standard_pipeline"]
+__all__ = ["ChatGptt", "SiteProbe", "standard_bootstrap"]
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+_BOT_ID = re.compile(r"[1-9][0-9]{0,19}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HISTORY_MODES = ("messages", "flatten")
 #: Options the caller may pass as keyword arguments; any others go to ``Call.options``.
-_OPTIONS = frozenset(
-    {"timeout", "timeouts", "limits", "retry", "history", "client_id", "session", "stream"}
+_SETTINGS_OPTIONS = frozenset(
+    {"timeout", "timeouts", "limits", "retry", "history", "dialect", "session", "stream"}
 )
+#: Options kept for the stages, but checked here: the classic conversation id, the
+#: AIPKit bot to talk to.
+_CHECKED_OPTIONS = frozenset({"client_id", "bot_id"})
+#: Sent with the call's requests: checked here, then part of the call, never logged.
+_REQUEST_OPTIONS = frozenset({"headers", "cookies"})
 
 #: Every provider class on a loop shares that loop's session.
 SESSIONS = SessionRegistry()
 
 
-def standard_pipeline() -> Pipeline:
-    """The five standard stages, in order: bootstrap, tokens, payload, transport, decode."""
-    return Pipeline(
-        [FetchPage(), ExtractTokens(), BuildPayload(), PostForm(), DecodeReply()],
-        name="chatgptt",
-    )
+def standard_bootstrap() -> Pipeline:
+    """The stages every dialect shares, before the page decides the dialect: the page fetch."""
+    return Pipeline([FetchPage()], name="bootstrap")
 
 
 def _check_proxy(proxy: object) -> None:
@@ -120,18 +126,26 @@ class ChatGptt(Provider):
     timeouts: ClassVar[Timeouts] = Timeouts()
     limits: ClassVar[Limits] = Limits()
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
-    #: ``messages`` (real history) or ``flatten`` (the whole conversation as one message).
+    #: ``messages`` (real history, or the server's conversation) or ``flatten`` (the
+    #: whole conversation folded into one message).
     history: ClassVar[str] = "messages"
     #: Seconds a fetched nonce is reused (a rejection refetches sooner).
     token_ttl: ClassVar[float] = 10 * 3600.0
+    #: ``auto`` (the landing page decides) or a dialect's name: ``aipkit``, ``classic``.
+    dialect: ClassVar[str] = AUTO
 
-    #: The stages, unwrapped; :func:`stages.layers.assemble` adds the layers.
-    pipeline: ClassVar[Pipeline] = standard_pipeline()
-    #: Nonces per site, shared by every provider class.
+    #: The stages every dialect shares, before the page decides the dialect.
+    bootstrap: ClassVar[Pipeline] = standard_bootstrap()
+    #: The dialects spoken, in the order a page is tested against them; each has its
+    #: stages (``dialects["aipkit"].pipeline``), which the standard layers wrap.
+    dialects: ClassVar[Dialects] = standard_dialects()
+    #: Tokens (and dialect) per site, shared by every provider class.
     token_cache: ClassVar[TokenCache] = TokenCache()
+    #: The server-side conversations this provider holds (AIPKit), shared likewise.
+    conversations: ClassVar[ConversationStore] = ConversationStore()
     sessions: ClassVar[SessionRegistry] = SESSIONS
 
-    _assembled: ClassVar[tuple[Pipeline, Stage, Stage] | None] = None
+    _assembled: ClassVar[tuple[Pipeline, Dialects, Stage, Stage] | None] = None
     _settings_cache: ClassVar[tuple[tuple[Any, ...], Settings] | None] = None
 
     # --- configuration ------------------------------------------------------------------
@@ -155,13 +169,47 @@ class ChatGptt(Provider):
         return cast("type[ChatGptt]", type(name or cls.__name__, (cls,), namespace))
 
     @classmethod
-    def with_pipeline(cls, pipeline: Pipeline, *, name: str | None = None) -> type[ChatGptt]:
-        """A subclass that runs ``pipeline`` (which the standard layers then wrap)."""
+    def with_pipeline(
+        cls, pipeline: Pipeline, *, dialect: str, name: str | None = None
+    ) -> type[ChatGptt]:
+        """A subclass whose dialect ``dialect`` runs ``pipeline`` (which the standard
+        layers then wrap), e.g. ``ChatGptt.dialects["aipkit"].pipeline.insert_after(...)``.
+
+        The bootstrap is shared by every dialect: change it with ``derive(bootstrap=...)``.
+        """
         if not isinstance(pipeline, Pipeline):
             raise ConfigurationError(
                 f"with_pipeline needs a Pipeline, got {type(pipeline).__name__}"
             )
-        return cls.derive(name, pipeline=pipeline)
+        shared = set(pipeline.names) & set(cls.bootstrap.names)
+        if shared:
+            raise ConfigurationError(
+                f"the pipeline of a dialect must not hold the shared bootstrap's stages "
+                f"({', '.join(sorted(shared))}); change those with derive(bootstrap=...)"
+            )
+        return cls.derive(name, dialects=cls.dialects.with_pipeline(dialect, pipeline))
+
+    @classmethod
+    def edit_pipelines(
+        cls,
+        edit: Callable[[Pipeline], Pipeline],
+        *,
+        dialects: Iterable[str] | None = None,
+        name: str | None = None,
+    ) -> type[ChatGptt]:
+        """A subclass whose dialects (all, or those named) run ``edit(their pipeline)``,
+        e.g. ``ChatGptt.edit_pipelines(lambda p: p.insert_after("payload", sign))``."""
+        chosen = cls.dialects.names if dialects is None else tuple(dialects)
+        edited = cls.dialects
+        for dialect in chosen:
+            edited = edited.with_pipeline(dialect, edit(edited[dialect].pipeline))
+        return cls.derive(name, dialects=edited)
+
+    @classmethod
+    def pipeline_of(cls, dialect: str) -> Pipeline:
+        """The stages a call in ``dialect`` runs, bootstrap included (to look at)."""
+        stages = (*cls.bootstrap, *cls.dialects[dialect].pipeline)
+        return Pipeline(stages, name=dialect)
 
     @classmethod
     def settings(cls) -> Settings:
@@ -176,6 +224,7 @@ class ChatGptt(Provider):
             cls.retry_policy,
             cls.history,
             cls.token_ttl,
+            cls.dialect,
         )
         cached = cls.__dict__.get("_settings_cache")
         if cached is not None and cached[0] == key:
@@ -194,22 +243,30 @@ class ChatGptt(Provider):
             retry=cls.retry_policy,
             history=cls.history,  # type: ignore[arg-type]  # validated by Settings
             token_ttl=cls.token_ttl,
+            dialect=cls.dialects.check_choice(cls.dialect),
         )
         cls._settings_cache = (key, settings)
         return settings
 
     @classmethod
     def assembled(cls, *, trace: bool = True) -> Stage:
-        """The class's pipeline with the standard layers around it (built once).
+        """The class's bootstrap and dialects with the standard layers around them (built
+        once per change of either).
 
         ``trace=False``: the same without the tracing layers, which the calls use
         while structlog is unconfigured (they would log nothing anyway).
         """
         cached = cls.__dict__.get("_assembled")
-        if cached is None or cached[0] is not cls.pipeline:
-            cached = (cls.pipeline, assemble(cls.pipeline), assemble(cls.pipeline, trace=False))
+        if cached is None or cached[0] is not cls.bootstrap or cached[1] is not cls.dialects:
+            bootstrap, dialects = cls.bootstrap, cls.dialects
+            cached = (
+                bootstrap,
+                dialects,
+                assemble(bootstrap, dialects),
+                assemble(bootstrap, dialects, trace=False),
+            )
             cls._assembled = cached
-        return cast("Stage", cached[1] if trace else cached[2])
+        return cast("Stage", cached[2] if trace else cached[3])
 
     @classmethod
     async def aclose(cls) -> None:
@@ -235,10 +292,14 @@ class ChatGptt(Provider):
 
         Keyword options: ``timeout`` (seconds for the whole call), ``timeouts``,
         ``limits``, ``retry`` (a ``RetryPolicy``), ``history`` (``messages`` or
-        ``flatten``), ``client_id`` (the conversation's id), ``session`` (your own
-        ``aiohttp.ClientSession``). Others are passed to custom stages in
-        ``exchange.call.options``; gpt4free's generic ones (``temperature``…) have no
-        effect: the site picks the model's parameters.
+        ``flatten``), ``dialect`` (``auto``, ``aipkit``, ``classic``), ``headers`` (a
+        mapping) and ``cookies`` (a mapping or a ``Cookie`` header's text) sent with
+        this call's requests only (e.g. a browser's ``User-Agent`` and ``cf_clearance``
+        to pass the site's bot protection; never logged), ``client_id`` (the classic
+        conversation's id), ``bot_id`` (the AIPKit bot, when a page shows several),
+        ``session`` (your own ``aiohttp.ClientSession``). Others are passed to custom
+        stages in ``exchange.call.options``; gpt4free's generic ones (``temperature``…)
+        have no effect: the site picks the model's parameters.
 
         Failures before the first chunk are retried per the retry policy; a failure
         after it raises :class:`StreamInterruptedError` with the text delivered.
@@ -258,42 +319,94 @@ class ChatGptt(Provider):
                 exchange = await cls.assembled(trace=True)(exchange)
         else:
             exchange = await cls.assembled(trace=False)(exchange)
-        return call, require(exchange.text, "decode", "text")
+        dialect = cls.dialects.get(exchange.dialect)
+        return call, require(exchange.text, dialect.answer_stage if dialect else "decode", "text")
+
+    @classmethod
+    async def probe(cls, proxy: str | None = None, **kwargs: Any) -> SiteProbe:
+        """Read the site's landing page and say what it carries, sending no message.
+
+        Which dialect it speaks, its bot, AJAX URL and post id, whether a nonce was found,
+        and whether the page says the site streams. Takes the calls' options (``timeout``,
+        ``dialect``, ``headers``, ``cookies``, ``retry``…); the token cache is neither read
+        nor filled, so it shows the page as it is now.
+
+        Raises:
+            ChatNotFoundError: the page carries no chat of any dialect spoken.
+            BotProtectionError, ProviderConnectionError, …: as for a call.
+        """
+        call = attrs.evolve(
+            await cls._call_for(cls.get_model(None), (), proxy, kwargs), token_cache=None
+        )
+        site = Pipeline([*(bounded(step) for step in cls.bootstrap), ChooseDialect(cls.dialects)])
+        exchange = await retrying(site)(Exchange(call=call))
+        page = require(exchange.page, "bootstrap", "page")
+        dialect = cls.dialects[require(exchange.dialect, "dialect", "dialect")]
+        missing: tuple[str, ...] = ()
+        try:
+            exchange = await Pipeline([bounded(step) for step in dialect.split()[0]])(exchange)
+        except TokensNotFoundError as exc:
+            missing = exc.missing
+        tokens = exchange.tokens
+        return SiteProbe(
+            page_url=page.url,
+            status=page.status,
+            dialect=dialect.name,
+            description=dialect.description,
+            bot_id=tokens.bot_id if tokens is not None else None,
+            ajax_url=tokens.ajax_url if tokens is not None else None,
+            post_id=tokens.post_id if tokens is not None else None,
+            nonce_found=tokens is not None and bool(tokens.nonce),
+            streaming=tokens.streaming if tokens is not None else None,
+            missing=missing,
+        )
 
     @classmethod
     async def _make_call(
         cls, model: str, messages: Messages, proxy: str | None, kwargs: dict[str, Any]
     ) -> Call:
-        resolved = cls.get_model(model)
-        validated = normalize_messages(messages)
-        settings, session, client_id, extra = cls._options(kwargs)
+        return await cls._call_for(
+            cls.get_model(model), normalize_messages(messages), proxy, kwargs
+        )
+
+    @classmethod
+    async def _call_for(
+        cls,
+        resolved: str,
+        validated: tuple[Message, ...],
+        proxy: str | None,
+        kwargs: dict[str, Any],
+    ) -> Call:
+        options = cls._options(kwargs)
         if proxy is not None:
             _check_proxy(proxy)
+        session = options.session
         if session is None:
             session = await cls.sessions.get()
         loop = asyncio.get_running_loop()
-        total = settings.timeouts.total
+        total = options.settings.timeouts.total
         return Call(
             request_id=os.urandom(6).hex(),
             model=resolved,
             messages=validated,
-            settings=settings,
+            settings=options.settings,
             session=session,
             proxy=proxy or None,
-            client_id=client_id or conversation_client_id(validated, salt=PROCESS_SALT),
+            headers=options.headers,
+            cookies=options.cookies,
             deadline=None if total is None else loop.time() + total,
             token_cache=cls.token_cache,
-            options=extra,
+            conversations=cls.conversations,
+            options=options.extra,
         )
 
     @classmethod
-    def _options(
-        cls, kwargs: dict[str, Any]
-    ) -> tuple[Settings, aiohttp.ClientSession | None, str | None, dict[str, Any]]:
-        """Split the keyword arguments into per-call settings and options for custom stages."""
+    def _options(cls, kwargs: dict[str, Any]) -> _CallOptions:
+        """Split the keyword arguments into per-call settings, the call's own headers and
+        cookies, and options for the stages — each checked, with an error naming it."""
         settings = cls.settings()
         if not kwargs:
-            return settings, None, None, {}
+            return _CallOptions(settings=settings)
         changes: dict[str, Any] = {}
         timeouts = kwargs.get("timeouts")
         if timeouts is not None:
@@ -330,6 +443,9 @@ class ChatGptt(Provider):
                     f"history must be 'messages' or 'flatten', got {history!r}"
                 )
             changes["history"] = history
+        dialect = kwargs.get("dialect")
+        if dialect is not None:
+            changes["dialect"] = cls.dialects.check_choice(dialect)
         client_id = kwargs.get("client_id")
         if client_id is not None and (
             not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id)
@@ -337,12 +453,120 @@ class ChatGptt(Provider):
             raise ConfigurationError(
                 f"client_id must be 1 to 64 letters or digits, got {client_id!r}"
             )
+        bot_id = kwargs.get("bot_id")
+        if bot_id is not None and (
+            isinstance(bot_id, bool)
+            or not isinstance(bot_id, str | int)
+            or not _BOT_ID.fullmatch(str(bot_id))
+        ):
+            raise ConfigurationError(f"bot_id must be a positive number, got {bot_id!r}")
         session = kwargs.get("session")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError(
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
             )
-        extra = {key: value for key, value in kwargs.items() if key not in _OPTIONS}
+        extra = {
+            key: value
+            for key, value in kwargs.items()
+            if key not in _SETTINGS_OPTIONS and key not in _REQUEST_OPTIONS
+        }
         if changes:
             settings = attrs.evolve(settings, **changes)
-        return settings, session, client_id, extra
+        return _CallOptions(
+            settings=settings,
+            session=session,
+            headers=_check_headers(kwargs.get("headers")),
+            cookies=_check_cookies(kwargs.get("cookies")),
+            extra=extra,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class SiteProbe:
+    """What a site's landing page carries (:meth:`ChatGptt.probe`).
+
+    Attributes:
+        page_url: the page read (after redirects); ``status`` its HTTP status.
+        dialect: the dialect whose chat it carries; ``description`` says which that is.
+        bot_id, ajax_url, post_id: the chat's, when its tokens were found.
+        nonce_found: whether the page carries the chat's nonce.
+        streaming: whether the page says the site streams answers (``None``: it does not say).
+        missing: what the page lacks, when its tokens were not all found.
+    """
+
+    page_url: str
+    status: int
+    dialect: str
+    description: str
+    bot_id: str | None
+    ajax_url: str | None
+    post_id: str | None
+    nonce_found: bool
+    streaming: bool | None
+    missing: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class _CallOptions:
+    """The keyword arguments of one call, checked and sorted."""
+
+    settings: Settings
+    session: aiohttp.ClientSession | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    cookies: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+def _check_headers(headers: object) -> dict[str, str]:
+    """The ``headers=`` option as a dict; errors name the header, never its value."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(
+            f"headers must be a mapping of names to values, got {type(headers).__name__}"
+        )
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(f"headers: {name!r} is not a valid header name")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ConfigurationError(
+                f"headers[{name!r}] must be a string without line breaks or NUL characters"
+            )
+        checked[name] = value
+    return checked
+
+
+def _check_cookies(cookies: object) -> dict[str, str]:
+    """The ``cookies=`` option (a mapping, or a ``Cookie`` header's ``a=1; b=2``) as a
+    dict; errors name the cookie, never its value."""
+    if cookies is None:
+        return {}
+    if isinstance(cookies, str):
+        pairs: list[tuple[object, object]] = []
+        for position, item in enumerate(cookies.split(";"), start=1):
+            if not item.strip():
+                continue
+            key, equals, text = item.partition("=")
+            if not equals:  # its text is not quoted: it may be a secret value
+                raise ConfigurationError(
+                    f"cookies: item {position} of the string has no '=' "
+                    "(expected 'name=value; name2=value2')"
+                )
+            pairs.append((key.strip(), text.strip()))
+    elif isinstance(cookies, Mapping):
+        pairs = list(cookies.items())
+    else:
+        raise ConfigurationError(
+            f"cookies must be a mapping or a Cookie header string, got {type(cookies).__name__}"
+        )
+    checked: dict[str, str] = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not _COOKIE_NAME.fullmatch(name):
+            raise ConfigurationError(f"cookies: {name!r} is not a valid cookie name")
+        if not isinstance(value, str) or any(c in value for c in ";\r\n\0"):
+            raise ConfigurationError(
+                f"cookies[{name!r}] must be a string without ';', line breaks or NUL characters"
+            )
+        checked[name] = value
+    return checked

@@ -1,8 +1,10 @@
-"""The nonce cache: one landing-page fetch serves every call to a site for hours.
+"""The token cache: one landing-page fetch serves every call to a site for hours.
 
 All anonymous visitors share one nonce (PROTOCOL.md §3), so the page is fetched
 again only when the entry is older than its time-to-live or the server rejected
-it. Concurrent calls that find no entry wait for one fetch between them.
+it. The entry's tokens also say which dialect the site speaks. Concurrent calls
+that find no entry wait for one fetch between them; concurrent calls that saw the
+same nonce rejected wait for one refresh between them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ class TokenCache:
         self._entries: dict[str, tuple[CachedTokens, float]] = {}
         self._inflight: dict[tuple[Hashable, ...], asyncio.Task[CachedTokens]] = {}
         self._waiters: dict[asyncio.Task[CachedTokens], int] = {}
+
+    def peek(self, key: str) -> CachedTokens | None:
+        """The entry for ``key`` whatever its age (to see which dialect and nonce it holds)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
 
     def get(self, key: str, ttl: float) -> CachedTokens | None:
         """The entry for ``key`` if it is younger than ``ttl`` seconds."""
@@ -69,32 +76,78 @@ class TokenCache:
     ) -> CachedTokens:
         """The cached entry, or the result of ``fetch()`` run once for all concurrent callers.
 
-        Only callers on the same ``route`` (the proxy and session a fetch goes
-        through) share a fetch: a page is never fetched through another call's proxy.
-        The fetch runs as its own task: a caller that is cancelled does not cancel it
-        for the others — but when the last one waiting is cancelled, so is the fetch
-        (no orphan holding a connection). When a fetch someone else started fails
-        (their deadline, their connection), each waiter tries its own instead of
-        taking on a failure that was not its own; the starter's failure is raised.
+        Only callers on the same ``route`` (the proxy, session and per-call headers a
+        fetch goes through) share a fetch: a page is never fetched through another
+        call's proxy. The fetch runs as its own task: a caller that is cancelled does
+        not cancel it for the others — but when the last one waiting is cancelled, so
+        is the fetch (no orphan holding a connection). When a fetch someone else
+        started fails (their deadline, their connection), each waiter tries its own
+        instead of taking on a failure that was not its own; the starter's failure is
+        raised.
         """
         loop = asyncio.get_running_loop()
-        slot = (key, loop, route)
+        slot = ("fetch", key, loop, route)
         while True:
             value = self.get(key, ttl)
             if value is not None:
                 return value
-            task = self._inflight.get(slot)
-            started = task is None
-            if task is None:
-                task = loop.create_task(self._fill(key, fetch))
-                self._inflight[slot] = task
-                task.add_done_callback(lambda done: self._settle(slot, done))
-            try:
-                return await self._wait(task)
-            except BaseException:
-                if started or not task.done() or _cancelled_here():
-                    raise
-                # Another caller's fetch failed: go round and fetch (or join a newer fetch).
+            outcome = await self._shared(slot, lambda: self._fill(key, fetch))
+            if outcome is not None:
+                return outcome
+            # Another caller's fetch failed: go round and fetch (or join a newer fetch).
+
+    async def refresh(
+        self,
+        key: str,
+        rejected: str,
+        fetch: Callable[[Tokens], Awaitable[Tokens]],
+        *,
+        route: Hashable = None,
+    ) -> Tokens | None:
+        """Replace the nonce ``rejected`` of ``key``'s entry with fresh tokens from
+        ``fetch(old_tokens)``, once for all concurrent callers that saw it rejected.
+
+        Returns the tokens now cached — ``None`` when the entry no longer holds
+        ``rejected`` (gone, or refreshed already by someone else: take what is cached).
+        A failed refresh is raised to the caller who started it; the others get
+        ``None`` and decide for themselves.
+        """
+        loop = asyncio.get_running_loop()
+        slot = ("refresh", key, rejected, loop, route)
+        entry = self._entries.get(key)
+        if entry is None or entry[0][1].nonce != rejected:
+            return None
+        page, old = entry[0]
+
+        async def replace() -> CachedTokens:
+            fresh = await fetch(old)
+            current = self._entries.get(key)
+            if current is not None and current[0][1].nonce == rejected:
+                self._entries[key] = ((page, fresh), current[1])  # the page's age is kept
+            return page, fresh
+
+        outcome = await self._shared(slot, replace)
+        return None if outcome is None else outcome[1]
+
+    async def _shared(
+        self, slot: tuple[Hashable, ...], make: Callable[[], Awaitable[CachedTokens]]
+    ) -> CachedTokens | None:
+        """Run ``make()`` once for every caller of ``slot`` at the same time.
+
+        ``None`` for a caller whose shared run, started by someone else, failed.
+        """
+        task = self._inflight.get(slot)
+        started = task is None
+        if task is None:
+            task = asyncio.get_running_loop().create_task(make())  # type: ignore[arg-type]
+            self._inflight[slot] = task
+            task.add_done_callback(lambda done: self._settle(slot, done))
+        try:
+            return await self._wait(task)
+        except BaseException:
+            if started or not task.done() or _cancelled_here():
+                raise
+            return None
 
     async def _wait(self, task: asyncio.Task[CachedTokens]) -> CachedTokens:
         self._waiters[task] = self._waiters.get(task, 0) + 1

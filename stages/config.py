@@ -19,6 +19,7 @@ from .errors import (
     HTTPStatusError,
     ProviderConnectionError,
     ProviderTimeoutError,
+    StaleRequestError,
     redact_url,
 )
 
@@ -78,6 +79,14 @@ def _one_of(name: str, choices: tuple[str, ...]) -> _Validator:
     def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
             raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+def _non_empty_text(name: str) -> _Validator:
+    def check(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
 
     return check
 
@@ -149,13 +158,14 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether a failure may succeed when the request is sent again.
 
     Connection failures, timeouts before the answer started (not the call's own
-    ``total`` limit), and HTTP 408, 409, 429 and 5xx (Cloudflare's 520–527
-    included). Everything the site said on purpose — a refusal, a rejected nonce,
+    ``total`` limit), a request the site no longer held (an expired one-use key),
+    and HTTP 408, 409, 429 and 5xx (Cloudflare's 520–527 included). Everything
+    the site said on purpose — a refusal, a rejected nonce,
     a bot-protection page — is not.
     """
     if isinstance(exc, ProviderTimeoutError):
         return exc.limit != "total"
-    if isinstance(exc, ProviderConnectionError):
+    if isinstance(exc, ProviderConnectionError | StaleRequestError):
         return True
     if isinstance(exc, HTTPStatusError):
         return exc.status in _RETRYABLE_STATUSES
@@ -242,6 +252,8 @@ class Settings:
             that ignore history), as the original provider did.
         token_ttl: seconds a fetched nonce is reused before the page is fetched again
             (WordPress nonces live 12 to 24 hours; a rejection refetches sooner).
+        dialect: ``auto`` (the landing page decides) or the name of the dialect to
+            speak (``classic``, ``aipkit``); the provider checks the name.
     """
 
     site: Site
@@ -252,3 +264,4 @@ class Settings:
         default="messages", validator=_one_of("history", ("messages", "flatten"))
     )
     token_ttl: float = attrs.field(default=10 * 3600.0, validator=_non_negative("token_ttl"))
+    dialect: str = attrs.field(default="auto", validator=_non_empty_text("dialect"))

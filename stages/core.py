@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from .cache import TokenCache
+    from .conversations import ConversationStore
 
 __all__ = [
     "Body",
@@ -34,6 +35,7 @@ __all__ = [
     "TextStream",
     "Tokens",
     "require",
+    "require_tokens",
     "stage",
 ]
 
@@ -59,41 +61,31 @@ class Page:
 
 @attrs.frozen(kw_only=True)
 class Tokens:
-    """What a chat request needs from the landing page.
+    """What a chat request needs from the landing page, in any dialect.
+
+    Each dialect's token stage returns its own subclass carrying what only it
+    needs (e.g. the classic container's chat type); the layers see only this.
 
     Attributes:
-        nonce: the shared WordPress nonce (``_wpnonce``).
-        post_id: the page's post id.
-        bot_id: ``0`` or a custom bot's id.
-        ajax_url: where to POST.
+        dialect: the name of the dialect whose chat the page carries.
+        nonce: the shared WordPress nonce of the chat.
+        post_id: the page's post id (``"0"`` when the page names none).
+        bot_id: the chat's bot id (``"0"``: the classic default chat).
+        ajax_url: WordPress's AJAX endpoint the chat talks to.
         page_url: the page the tokens came from (sent as ``Referer``).
-        site_url: the site's home URL (the container's ``data-url``; sent as ``url``).
-        chat_type: ``shortcode`` or ``widget``, from the container.
-        source: ``container`` or ``wpaicgParams``: where the nonce was found.
+        site_url: the site's home URL.
+        streaming: whether the page says the site streams answers (``None``: it
+            does not say); informational, the reply's ``Content-Type`` decides.
     """
 
+    dialect: str
     nonce: str
     post_id: str
     bot_id: str = "0"
     ajax_url: str
     page_url: str
     site_url: str
-    chat_type: Literal["shortcode", "widget"] = "shortcode"
-    source: Literal["container", "wpaicgParams"] = "container"
-
-    @property
-    def action(self) -> str:
-        """The AJAX action: the widget and the shortcode have one each (same handler)."""
-        return (
-            "wpaicg_chatbox_message"
-            if self.chat_type == "widget"
-            else "wpaicg_chat_shortcode_message"
-        )
-
-    @property
-    def chatbot_identity(self) -> str:
-        """``custom_bot_<id>`` for a custom bot, else the chat type."""
-        return f"custom_bot_{self.bot_id}" if self.bot_id not in ("", "0") else self.chat_type
+    streaming: bool | None = None
 
 
 @runtime_checkable
@@ -215,13 +207,19 @@ class Call:
         request_id: bound to every log line of the call.
         model: the model asked for (the site picks its own; kept for stages that care).
         messages: the validated conversation.
-        settings: site, limits, timeouts, retry policy, history mode.
+        settings: site, dialect, limits, timeouts, retry policy, history mode.
         session: the shared ``aiohttp`` session (connection pool, cookies).
         proxy: used for every request of the call; never logged.
-        client_id: the conversation's 10-character ``wpaicg_chat_client_id``.
+        headers: extra headers for every request of this call (e.g. the ``User-Agent``
+            of the browser that passed the site's challenge); they win over the
+            site's and the stages' own. Never logged.
+        cookies: cookies sent with every request of this call only (e.g. a
+            ``cf_clearance``); never stored in the shared jar, never logged.
         deadline: event-loop time (``loop.time()``) by which the call must end.
-        token_cache: the provider's nonce cache.
-        options: the caller's other keyword arguments, for custom stages.
+        token_cache: the provider's cache of each site's tokens.
+        conversations: the provider's store of server-side conversations (for
+            dialects whose server keeps the history).
+        options: the caller's other keyword arguments, for the stages that read them.
     """
 
     request_id: str
@@ -230,9 +228,11 @@ class Call:
     settings: Settings
     session: aiohttp.ClientSession = attrs.field(eq=False, repr=False)
     proxy: str | None = attrs.field(default=None, repr=False)
-    client_id: str
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    cookies: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     deadline: float | None = None
     token_cache: TokenCache | None = attrs.field(default=None, eq=False, repr=False)
+    conversations: ConversationStore | None = attrs.field(default=None, eq=False, repr=False)
     options: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
 
 
@@ -243,8 +243,12 @@ class Exchange:
     Attributes:
         call: the request and services, fixed for the call.
         page: the landing page (bootstrap).
+        dialect: the name of the dialect the site speaks (chosen from the page, the
+            cache or the caller).
         tokens: nonce, post id, AJAX URL (token extraction).
-        form: the POST fields in order (payload build).
+        form: the fields to POST, in order (payload build).
+        query: the fields of a GET the dialect makes besides the POST (payload
+            build; the AIPKit stream), in order.
         reply: the HTTP reply with its body unread (transport).
         text: the answer's text chunks (stream decode).
         notes: free-form values custom stages pass along.
@@ -252,14 +256,17 @@ class Exchange:
 
     call: Call
     page: Page | None = None
+    dialect: str | None = None
     tokens: Tokens | None = None
     form: tuple[tuple[str, str], ...] | None = None
+    query: tuple[tuple[str, str], ...] | None = None
     reply: Reply | None = None
     text: TextStream | None = None
     notes: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 _T = TypeVar("_T")
+_TokensT = TypeVar("_TokensT", bound=Tokens)
 
 
 def require(value: _T | None, stage_name: str, what: str) -> _T:
@@ -270,6 +277,19 @@ def require(value: _T | None, stage_name: str, what: str) -> _T:
             "check the pipeline's order"
         )
     return value
+
+
+def require_tokens(exchange: Exchange, kind: type[_TokensT], stage_name: str) -> _TokensT:
+    """The exchange's tokens as the dialect's own record ``kind``, or a clear error when
+    an earlier stage provided none or another dialect's (a pipeline mixing dialects)."""
+    tokens = require(exchange.tokens, stage_name, "tokens")
+    if not isinstance(tokens, kind):
+        raise ConfigurationError(
+            f"stage {stage_name!r} needs {kind.__name__} but got {type(tokens).__name__} "
+            f"(tokens of the {tokens.dialect!r} dialect); a stage of one dialect ran in "
+            "another's pipeline"
+        )
+    return tokens
 
 
 @runtime_checkable

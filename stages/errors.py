@@ -30,6 +30,7 @@ __all__ = [
     "ServerError",
     "SiteError",
     "StageNotFoundError",
+    "StaleRequestError",
     "StreamInterruptedError",
     "TokenLimitError",
     "TokensNotFoundError",
@@ -322,6 +323,12 @@ class MessageFlaggedError(SiteError):
 
 class IPBannedError(SiteError):
     """The site bans the client's IP address."""
+
+
+class StaleRequestError(SiteError):
+    """The site no longer held what the request referred to (an AIPKit one-use cache key
+    expired or already spent): sending the request again makes a new one, so it is
+    retried."""
 
 
 class UpstreamError(SiteError):

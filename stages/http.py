@@ -13,7 +13,7 @@ import email.utils
 import html
 import re
 import time
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -71,10 +71,14 @@ async def send(
     url: str,
     *,
     headers: Mapping[str, str],
+    params: Sequence[tuple[str, str]] | None = None,
     data: bytes | None = None,
     allow_redirects: bool = True,
 ) -> aiohttp.ClientResponse:
     """Send one request with the call's session, proxy and limits; return once headers arrive.
+
+    The call's own ``headers`` win over ``headers``; its ``cookies`` go with this
+    request only (never into the shared jar).
 
     Raises:
         ProviderTimeoutError: ``connect``, ``first_byte`` (headers not in time,
@@ -90,14 +94,18 @@ async def send(
     if call.deadline is not None and (when is None or call.deadline <= when):
         limit, when = "total", call.deadline
         seconds = timeouts.total if timeouts.total is not None else 0.0
+    if call.headers:
+        headers = {**headers, **call.headers}
     scope = asyncio.timeout_at(when)
     try:
         async with scope:
             return await call.session.request(
                 method,
                 url,
+                params=params,
                 headers=headers,
                 data=data,
+                cookies=call.cookies or None,
                 proxy=call.proxy,
                 allow_redirects=allow_redirects,
                 timeout=_client_timeout(timeouts.connect),

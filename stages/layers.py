@@ -5,19 +5,21 @@
   structlog; the library never configures it and prints nothing on its own.
 - :func:`retrying` sends a failed request again per the call's ``RetryPolicy``,
   with tenacity.
-- :func:`refreshing_nonce` refetches the tokens once when the site rejects the nonce.
+- :func:`refreshing_tokens` renews the site's tokens once per call when the site
+  rejects the nonce (the way the dialect declares) or stops speaking the dialect.
 - :func:`token_cached` serves the page and tokens from the provider's cache.
-- :func:`timeout` bounds a stage in time.
+- :func:`timeout` and :func:`bounded` bound a stage in time.
 
-:func:`assemble` is the one place where their order is written down.
+:func:`assemble` is the one place where their order is written down; what it needs
+to know of a dialect, the dialect declares (:class:`~stages.dialects.Dialect`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import attrs
 import structlog
@@ -26,9 +28,11 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential, wait_random
 
 from .config import RetryPolicy
-from .core import Exchange, Pipeline, Stage
+from .core import Call, Exchange, Pipeline, Stage, Tokens, require
+from .dialects import AUTO, Dialects
 from .errors import (
     ChatGpttError,
+    ConfigurationError,
     HTTPStatusError,
     NonceRejectedError,
     ProviderTimeoutError,
@@ -36,11 +40,14 @@ from .errors import (
 )
 
 __all__ = [
+    "ByDialect",
+    "ChooseDialect",
     "Layer",
     "assemble",
+    "assemble_site",
     "bounded",
     "log",
-    "refreshing_nonce",
+    "refreshing_tokens",
     "retrying",
     "timeout",
     "token_cached",
@@ -236,24 +243,45 @@ def retrying(stage: Stage) -> Stage:
     return Retrying(stage)
 
 
-@attrs.frozen
-class RefreshingNonce(Wrapped):
-    """On a rejected nonce, drop the cached tokens and run the stage once more.
+def _route(call: Call) -> tuple[Any, ...]:
+    """What a shared page fetch or nonce refresh goes through: only calls that would
+    make the same request share one (never another call's proxy or cookies)."""
+    extra = (
+        tuple(sorted(call.headers.items())) if call.headers else (),
+        tuple(sorted(call.cookies.items())) if call.cookies else (),
+    )
+    return (call.proxy, id(call.session), call.settings.dialect, extra)
 
-    A second rejection in the same call is final: ``NonceRejectedError`` with
-    ``attempts == 2``.
+
+@attrs.frozen
+class RefreshingTokens(Wrapped):
+    """Renew the site's tokens once per call when the site says they went stale.
+
+    - The nonce was rejected (``NonceRejectedError``): the dialect's
+      ``refresh_nonce`` gets a fresh one without the page, shared by the calls that
+      saw the same nonce rejected; a dialect without one (or a failed refresh) drops
+      the cached entry, so the page is fetched again.
+    - The site no longer speaks the dialect (the dialect's ``retired`` says so, e.g.
+      ``400 0`` after a plugin upgrade) while the dialect is chosen by the page: the
+      entry is dropped and the page decides again.
+
+    Then the wrapped stage runs once more. A second rejection in the same call is
+    final: ``NonceRejectedError`` with ``attempts == 2``.
     """
+
+    dialects: Dialects = attrs.field(repr=False)
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
-        cache = call.token_cache
         try:
             return await self.inner(exchange)
         except NonceRejectedError as first:
-            if cache is not None:
-                cache.invalidate(call.settings.site.page_url, nonce=first.nonce)
+            await self._renew_nonce(call, first)
+        except ChatGpttError as first:
+            if not self._retired(call, first):
+                raise
             if structlog.is_configured():
-                log.info("nonce.rejected", url=first.url, detail=first.detail)
+                log.info("dialect.retired", url=call.settings.site.page_url, **_describe(first))
         try:
             return await self.inner(exchange)
         except NonceRejectedError as second:
@@ -261,17 +289,58 @@ class RefreshingNonce(Wrapped):
                 second.url, second.detail, attempts=2, nonce=second.nonce
             ) from second
 
+    def _retired(self, call: Call, exc: ChatGpttError) -> bool:
+        cache = call.token_cache
+        if call.settings.dialect != AUTO or cache is None:
+            return False  # a dialect the caller chose is not second-guessed
+        key = call.settings.site.page_url
+        entry = cache.peek(key)
+        dialect = self.dialects.get(entry[1].dialect) if entry is not None else None
+        if dialect is None or not dialect.retired(exc):
+            return False
+        cache.invalidate(key)
+        return True
 
-def refreshing_nonce(stage: Stage) -> Stage:
-    """Refetch the tokens once per call when the site rejects the nonce."""
-    return RefreshingNonce(stage)
+    async def _renew_nonce(self, call: Call, rejection: NonceRejectedError) -> None:
+        cache = call.token_cache
+        if structlog.is_configured():
+            log.info("nonce.rejected", url=rejection.url, detail=rejection.detail)
+        if cache is None or rejection.nonce is None:
+            return  # nothing cached: the next run fetches the page anyway
+        key = call.settings.site.page_url
+        entry = cache.peek(key)
+        dialect = self.dialects.get(entry[1].dialect) if entry is not None else None
+        refresh = dialect.refresh_nonce if dialect is not None else None
+        if refresh is None:
+            cache.invalidate(key, nonce=rejection.nonce)
+            return
+
+        async def fetch(tokens: Tokens) -> Tokens:
+            return await refresh(call, tokens)
+
+        try:
+            await cache.refresh(key, rejection.nonce, fetch, route=_route(call))
+        except ChatGpttError as exc:
+            if structlog.is_configured():
+                log.info("nonce.refresh_failed", **_describe(exc))
+            cache.invalidate(key, nonce=rejection.nonce)  # fall back to the page
+
+
+def refreshing_tokens(stage: Stage, dialects: Dialects) -> Stage:
+    """Renew the site's tokens once per call when the site rejects them (see
+    :class:`RefreshingTokens`)."""
+    return RefreshingTokens(stage, dialects)
 
 
 @attrs.frozen
 class TokenCached(Wrapped):
-    """Serve ``page`` and ``tokens`` from the call's ``TokenCache``, running the
-    wrapped stage (bootstrap and token extraction) only to fill it — once for all
-    concurrent calls."""
+    """Serve ``page``, ``dialect`` and ``tokens`` from the call's ``TokenCache``, running
+    the wrapped stage (bootstrap, the dialect's choice and its token stages) only to
+    fill it — once for all concurrent calls.
+
+    An entry of another dialect than the one the caller chose is not used: the page
+    is fetched again (and the new entry replaces it).
+    """
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
@@ -281,7 +350,7 @@ class TokenCached(Wrapped):
         settings = call.settings
         key = settings.site.page_url
         cached = cache.get(key, settings.token_ttl)
-        if cached is None:
+        if cached is None or not _fits(cached[1], settings.dialect):
 
             async def fetch() -> tuple[Any, Any]:
                 filled = await self.inner(exchange)
@@ -292,11 +361,13 @@ class TokenCached(Wrapped):
                     )
                 return filled.page, filled.tokens
 
+            if cached is not None:
+                cache.invalidate(key, nonce=cached[1].nonce)
             scope = asyncio.timeout_at(call.deadline)  # another call's fetch may outlast ours
             try:
                 async with scope:
                     cached = await cache.get_or_fetch(
-                        key, settings.token_ttl, fetch, route=(call.proxy, id(call.session))
+                        key, settings.token_ttl, fetch, route=_route(call)
                     )
             except TimeoutError:
                 if scope.expired():
@@ -304,12 +375,58 @@ class TokenCached(Wrapped):
                     raise ProviderTimeoutError("total", seconds, url=settings.site.url) from None
                 raise
         page, tokens = cached
-        return attrs.evolve(exchange, page=page, tokens=tokens)
+        return attrs.evolve(exchange, page=page, dialect=tokens.dialect, tokens=tokens)
+
+
+def _fits(tokens: Tokens, choice: str) -> bool:
+    return choice in (AUTO, tokens.dialect)
 
 
 def token_cached(stage: Stage) -> Stage:
     """Cache the page and tokens ``stage`` produces, per site."""
     return TokenCached(stage)
+
+
+@attrs.frozen
+class ChooseDialect:
+    """Decide which dialect the call speaks: the caller's choice, else the page's.
+
+    It runs after the bootstrap on a cache miss only; a cached entry carries the
+    dialect with the tokens.
+    """
+
+    dialects: Dialects = attrs.field(repr=False)
+    name: str = "dialect"
+    honours_deadline: ClassVar[bool] = True
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        choice = exchange.call.settings.dialect
+        if choice != AUTO:
+            return attrs.evolve(exchange, dialect=self.dialects[choice].name)
+        page = require(exchange.page, self.name, "page")
+        dialect = self.dialects.detect(page)
+        if structlog.is_configured():
+            log.debug("dialect.detected", dialect=dialect.name, url=page.url)
+        return attrs.evolve(exchange, dialect=dialect.name)
+
+
+@attrs.frozen
+class ByDialect:
+    """Run the pipeline of the exchange's dialect (one per dialect, assembled)."""
+
+    name: str
+    pipelines: Mapping[str, Stage] = attrs.field(repr=False)
+    honours_deadline: ClassVar[bool] = True
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        dialect = exchange.dialect
+        pipeline = self.pipelines.get(dialect) if dialect is not None else None
+        if pipeline is None:
+            raise ConfigurationError(
+                f"stage {self.name!r} needs the exchange's dialect, one of "
+                f"{', '.join(self.pipelines)}; got {dialect!r}"
+            )
+        return await pipeline(exchange)
 
 
 @attrs.frozen
@@ -366,31 +483,29 @@ def timeout(seconds: float, *, limit: str = "stage") -> Layer:
     return wrap
 
 
-def _cached_span(names: tuple[str, ...]) -> tuple[int, int] | None:
-    """The slice of stages whose output is the page and tokens: from ``bootstrap``
-    (or ``tokens`` alone) through ``tokens``."""
-    if "tokens" not in names:
-        return None
-    end = names.index("tokens") + 1
-    start = names.index("bootstrap") if "bootstrap" in names[:end] else end - 1
-    return start, end
+def assemble(
+    bootstrap: Pipeline, dialects: Dialects, *, name: str = "request", trace: bool = True
+) -> Stage:
+    """Wrap the standard layers around the shared bootstrap and each dialect's stages.
 
+    The order, outermost first::
 
-def assemble(pipeline: Pipeline, *, name: str = "request", trace: bool = True) -> Stage:
-    """Wrap the standard layers around ``pipeline``. The order, outermost first::
-
-        traced(refreshing_nonce(retrying(attempt)))
-        attempt = [..., token_cached([traced(bootstrap), traced(tokens)]),
-                   traced(payload), traced(transport), traced(decode), ...]
+        traced(refreshing_tokens(retrying(attempt)))
+        attempt = [token_cached([*traced(bootstrap), traced(dialect choice),
+                                 by dialect: traced(its stages through tokens_stage)]),
+                   by dialect: traced(its other stages: payload, transport, decode)]
 
     - One trace span covers the whole request, all attempts included, and each
       stage of each attempt has its own.
     - Retry wraps the whole attempt, not single stages: a stream can only be
-      retried by sending the request again, and retries nested per stage would
-      multiply. The decode stage reads up to the first text, so every failure
-      before text reaches the caller happens inside the attempt.
-    - The nonce refresh sits outside retry so that it happens once per call.
-    - The cache sits inside the attempt: a retry reuses tokens already fetched.
+      retried by sending the request again (and an AIPKit cache key works once),
+      and retries nested per stage would multiply. The decode stage reads up to the
+      first text, so every failure before text reaches the caller happens inside
+      the attempt.
+    - The token renewal sits outside retry so that it happens once per call.
+    - The cache sits inside the attempt: a retry reuses tokens already fetched. It
+      covers the bootstrap, the choice of dialect (so the dialect is cached with the
+      tokens) and the stages each dialect names as making its tokens.
     - The call's deadline is honoured by every wait of the standard stages (they
       say so with ``honours_deadline``); any other stage is :func:`bounded` by it.
       So the deadline costs no timer of its own on the standard path.
@@ -398,16 +513,36 @@ def assemble(pipeline: Pipeline, *, name: str = "request", trace: bool = True) -
     ``trace=False`` leaves the tracing layers out: the facade runs that assembly
     while structlog is unconfigured, so silent tracing costs nothing at all.
     """
-    names = pipeline.names
     wrap: Layer = traced if trace else _unchanged
-    stages: list[Stage] = [wrap(bounded(step)) for step in pipeline]
-    span = _cached_span(names)
-    if span is not None:
-        start, end = span
-        head = Pipeline(stages[start:end], name="tokens")
-        stages[start:end] = [token_cached(head)]
-    attempt = Pipeline(stages, name=name)
-    return wrap(refreshing_nonce(retrying(attempt)))
+    site = assemble_site(bootstrap, dialects, trace=trace)
+    tails = {
+        dialect.name: Pipeline(
+            [wrap(bounded(step)) for step in dialect.split()[1]], name=dialect.name
+        )
+        for dialect in dialects
+    }
+    attempt = Pipeline([token_cached(site), ByDialect("chat", tails)], name=name)
+    return wrap(refreshing_tokens(retrying(attempt), dialects))
+
+
+def assemble_site(bootstrap: Pipeline, dialects: Dialects, *, trace: bool = True) -> Pipeline:
+    """What makes a site's tokens: the bootstrap, the choice of dialect, and the chosen
+    dialect's stages through its ``tokens_stage`` — the span :func:`assemble` caches."""
+    wrap: Layer = traced if trace else _unchanged
+    heads: dict[str, Stage] = {
+        dialect.name: Pipeline(
+            [wrap(bounded(step)) for step in dialect.split()[0]], name=dialect.name
+        )
+        for dialect in dialects
+    }
+    return Pipeline(
+        [
+            *(wrap(bounded(step)) for step in bootstrap),
+            wrap(ChooseDialect(dialects)),
+            ByDialect("tokens", heads),
+        ],
+        name="site",
+    )
 
 
 def _unchanged(stage: Stage) -> Stage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from stages.cache import TokenCache
 from stages.config import RetryPolicy, Settings, Site
 from stages.core import Call, Exchange, Message
+from stages.errors import ResponseTooLargeError
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -57,7 +58,6 @@ def make_call(
         messages=(Message("user", "Hello"),),
         settings=settings,
         session=session,
-        client_id="Ab3dE5gH9k",
         token_cache=cache,
     )
 
@@ -73,3 +73,31 @@ def exchange_for(session: aiohttp.ClientSession) -> Callable[..., Exchange]:
 def run(coro: Any) -> Any:
     """Run a coroutine from a synchronous (e.g. hypothesis) test."""
     return asyncio.run(coro)
+
+
+class MemoryBody:
+    """A reply body (the ``stages.core.Body`` protocol) made of given chunks, optionally
+    failing after them — for decode stages tested without a server."""
+
+    def __init__(self, chunks: Iterable[bytes], error: BaseException | None = None) -> None:
+        self.chunks = list(chunks)
+        self.error = error
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while self.chunks:
+            yield self.chunks.pop(0)
+        if self.error is not None:
+            raise self.error
+
+    async def read(self, limit: int) -> bytes:
+        data = b"".join([chunk async for chunk in self])
+        if len(data) > limit:
+            raise ResponseTooLargeError("the reply", limit)
+        return data
+
+    async def aclose(self) -> None:
+        self.closed = True

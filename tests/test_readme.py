@@ -54,7 +54,10 @@ def test_another_site_and_custom_stage(emulator) -> None:
     assert namespace["Mirror"].url == "https://chatgpt.example"
     assert namespace["Mirror"].history == "flatten"
     exec(block('@stage("sign")'), namespace)
-    assert namespace["Signed"].pipeline.names[3] == "sign"
+    for dialect in ("classic", "aipkit"):
+        assert namespace["Signed"].pipeline_of(dialect).names[3] == "sign"
+    assert namespace["SignedClassic"].pipeline_of("classic").names[3] == "sign"
+    assert "sign" not in namespace["SignedClassic"].pipeline_of("aipkit")
     exec(block("async def test_my_stage"), namespace)
     from chatgptt.testing import EmulatorFactory
 

@@ -27,7 +27,8 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from stages.core import Exchange, Message, Tokens, require
+from stages.classic.tokens import ClassicTokens
+from stages.core import Exchange, Message, require_tokens
 from stages.messages import check_last, flatten_prompt, replace_lone_surrogates
 
 __all__ = [
@@ -124,7 +125,7 @@ def encode_history(previous: Sequence[Message]) -> str:
 
 
 def build_form(
-    tokens: Tokens,
+    tokens: ClassicTokens,
     messages: tuple[Message, ...],
     *,
     client_id: str,
@@ -225,7 +226,11 @@ def _client_id_of(salt: bytes, opening: tuple[tuple[str, str], ...]) -> str:
 
 @attrs.frozen
 class BuildPayload:
-    """Lay out the call's messages as the form the transport stage posts."""
+    """Lay out the call's messages as the form the transport stage posts.
+
+    The conversation's ``wpaicg_chat_client_id`` is the caller's ``client_id`` option,
+    else derived from the conversation's opening (:func:`conversation_client_id`).
+    """
 
     name: str = "payload"
     #: Every wait of this stage is bounded by the call's deadline (or it has none).
@@ -233,8 +238,9 @@ class BuildPayload:
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
-        tokens = require(exchange.tokens, self.name, "tokens")
-        form = build_form(
-            tokens, call.messages, client_id=call.client_id, history=call.settings.history
+        tokens = require_tokens(exchange, ClassicTokens, self.name)
+        client_id = call.options.get("client_id") or conversation_client_id(
+            call.messages, salt=PROCESS_SALT
         )
+        form = build_form(tokens, call.messages, client_id=client_id, history=call.settings.history)
         return attrs.evolve(exchange, form=form)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
-from stages.core import Exchange, Tokens, require
+from stages.core import Exchange, Page, Tokens, require
 from stages.errors import BotProtectionError, TokensNotFoundError
 from stages.html import StartTag, class_list, http_url, origin, start_tags
 from stages.protection import challenge_marker
@@ -26,8 +26,10 @@ from stages.protection import challenge_marker
 __all__ = [
     "AIPKIT_HINT",
     "CONTAINER_CLASSES",
+    "ClassicTokens",
     "ExtractTokens",
     "extract_tokens",
+    "recognises_page",
 ]
 
 #: Class names that mark the classic chat container: the shortcode and the widget.
@@ -36,8 +38,37 @@ CONTAINER_CLASSES: frozenset[str] = frozenset({"wpaicg-chat-shortcode", "wpaicg-
 #: What a :class:`TokensNotFoundError` adds when the page carries the newer chat.
 AIPKIT_HINT = (
     "the page carries the AIPKit chat of plugin release 2.3 or later "
-    "(aipkit_* AJAX actions), a dialect this client does not speak"
+    "(aipkit_* AJAX actions), not the classic one: use dialect 'aipkit' or 'auto'"
 )
+
+
+@attrs.frozen(kw_only=True)
+class ClassicTokens(Tokens):
+    """The classic chat's tokens.
+
+    Attributes:
+        chat_type: ``shortcode`` or ``widget``, from the container.
+        source: ``container`` or ``wpaicgParams``: where the nonce was found.
+    """
+
+    dialect: str = "classic"
+    chat_type: Literal["shortcode", "widget"] = "shortcode"
+    source: Literal["container", "wpaicgParams"] = "container"
+
+    @property
+    def action(self) -> str:
+        """The AJAX action: the widget and the shortcode have one each (same handler)."""
+        return (
+            "wpaicg_chatbox_message"
+            if self.chat_type == "widget"
+            else "wpaicg_chat_shortcode_message"
+        )
+
+    @property
+    def chatbot_identity(self) -> str:
+        """``custom_bot_<id>`` for a custom bot, else the chat type."""
+        return f"custom_bot_{self.bot_id}" if self.bot_id not in ("", "0") else self.chat_type
+
 
 _WIDGET_CLASS = "wpaicg-chatbox"
 _AIPKIT_CLASSES = frozenset({"aipkit_chat_container", "aipkit_popup_wrapper"})
@@ -147,7 +178,7 @@ def _post_id_in_link(href: str) -> str | None:
 
 def extract_tokens(
     html: str, page_url: str, *, fallback_ajax_url: str, status: int = 200
-) -> Tokens:
+) -> ClassicTokens:
     """The chat tokens carried by a landing page.
 
     The container is the first element whose class list holds
@@ -199,16 +230,24 @@ def extract_tokens(
         or _WIDGET_CLASS in class_list(container)
         else "shortcode"
     )
-    return Tokens(
+    stream_nav = container.get("data-openai_stream_nav", "").strip()
+    return ClassicTokens(
         nonce=nonce,
         post_id=post_id,
         bot_id=_valid(_DIGITS, container.get("data-bot-id")) or "0",
         ajax_url=http_url(params.get("ajax_url"), page_url) or fallback_ajax_url,
         page_url=page_url,
         site_url=http_url(container.get("data-url"), page_url) or origin(page_url),
+        streaming={"1": True, "0": False}.get(stream_nav),
         chat_type=chat_type,
         source=source,
     )
+
+
+def recognises_page(page: Page) -> bool:
+    """Whether the page carries the classic chat: its container, or ``wpaicgParams``."""
+    scan = _PageScan.of(page.html)
+    return scan.first_container is not None or scan.params is not None
 
 
 def _missing_hint(scan: _PageScan, missing: list[str]) -> str:

@@ -9,7 +9,8 @@ from urllib.parse import quote_plus, urlsplit
 
 import attrs
 
-from stages.core import Exchange, Reply, require
+from stages.classic.tokens import ClassicTokens
+from stages.core import Exchange, Reply, require, require_tokens
 from stages.http import ResponseBody, classify_failure, read_prefix, send
 
 __all__ = ["PostForm", "encode_form", "post_headers"]
@@ -70,7 +71,7 @@ class PostForm:
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
         settings = call.settings
-        tokens = require(exchange.tokens, self.name, "tokens")
+        tokens = require_tokens(exchange, ClassicTokens, self.name)
         form = require(exchange.form, self.name, "form")
         url = tokens.ajax_url
         response = await send(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,9 +12,14 @@ from typing import Any
 
 import attrs
 import pytest
+import structlog
+from aiohttp import web
+from structlog.testing import capture_logs
 
 from chatgptt import (
     ChatGptt,
+    ChatNotFoundError,
+    ConfigurationError,
     InvalidMessagesError,
     NonceRejectedError,
     Pipeline,
@@ -23,6 +29,7 @@ from chatgptt import (
 )
 from chatgptt.emulator import DEFAULT_GREETING, Fault
 from chatgptt.testing import provider_for
+from stages.cache import TokenCache
 from stages.core import Exchange
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -172,15 +179,36 @@ async def test_a_custom_stage_inserted_into_the_pipeline(emulator) -> None:
         )
         return attrs.evolve(exchange, form=form)
 
-    loud = ChatGptt.with_pipeline(ChatGptt.pipeline.insert_after("payload", shout), name="Loud")
-    loud = provider_for(emulator).with_pipeline(loud.pipeline)
-    assert loud.pipeline.names == ("bootstrap", "tokens", "payload", "shout", "transport", "decode")
+    classic = ChatGptt.dialects["classic"].pipeline
+    loud = provider_for(emulator).with_pipeline(
+        classic.insert_after("payload", shout), dialect="classic", name="Loud"
+    )
+    assert loud.pipeline_of("classic").names == (
+        "bootstrap",
+        "tokens",
+        "payload",
+        "shout",
+        "transport",
+        "decode",
+    )
     assert "".join(await answer(loud)) == "Hello from upstream: HELLO"
-    assert ChatGptt.pipeline.names == ("bootstrap", "tokens", "payload", "transport", "decode")
+    assert ChatGptt.pipeline_of("classic").names == (
+        "bootstrap",
+        "tokens",
+        "payload",
+        "transport",
+        "decode",
+    )
+
+
+def test_a_dialects_pipeline_cannot_hold_the_shared_bootstrap() -> None:
+    """The page fetch is shared: a dialect pipeline holding it would fetch it twice."""
+    with pytest.raises(ConfigurationError, match="derive\\(bootstrap="):
+        ChatGptt.with_pipeline(ChatGptt.pipeline_of("classic"), dialect="classic")
 
 
 async def test_a_stage_replaced_in_the_pipeline(emulator) -> None:
-    original = ChatGptt.pipeline["decode"]
+    original = ChatGptt.dialects["classic"].pipeline["decode"]
 
     @stage("decode")
     async def decode_then_reverse(exchange: Exchange) -> Exchange:
@@ -191,8 +219,10 @@ async def test_a_stage_replaced_in_the_pipeline(emulator) -> None:
 
         return attrs.evolve(decoded, text=TextStream.of(text[::-1]))
 
-    backwards = ChatGptt.with_pipeline(ChatGptt.pipeline.replace("decode", decode_then_reverse))
-    reversed_provider = provider_for(emulator).with_pipeline(backwards.pipeline)
+    classic = ChatGptt.dialects["classic"].pipeline
+    reversed_provider = provider_for(emulator).with_pipeline(
+        classic.replace("decode", decode_then_reverse), dialect="classic"
+    )
     assert "".join(await answer(reversed_provider)) == "olleH :maertspu morf olleH"
 
 
@@ -204,7 +234,7 @@ async def test_extra_options_reach_custom_stages(emulator) -> None:
         seen.append(exchange.call.options)
         return exchange
 
-    provider = provider_for(emulator).with_pipeline(Pipeline([peek, *ChatGptt.pipeline]))
+    provider = provider_for(emulator, bootstrap=Pipeline([peek, *ChatGptt.bootstrap]))
     await answer(provider, temperature=0.2, web_search=True)
     assert seen == [{"temperature": 0.2, "web_search": True}]
 
@@ -398,3 +428,113 @@ async def test_bad_proxy_urls_are_named_without_their_secrets(
         await answer(provider_for(emulator), proxy=proxy)
     assert "secret" not in str(info.value)
     assert emulator.stats.page_fetches == 0
+
+
+# --- per-call headers and cookies --------------------------------------------------------------
+
+CLEARANCE = "cf-clearance-SECRET-0123456789"
+BROWSER = "Mozilla/5.0 (Macintosh) MyBrowser/1.0"
+
+
+@pytest.mark.parametrize(
+    "cookies", [{"cf_clearance": CLEARANCE, "b": "2"}, f"cf_clearance={CLEARANCE}; b=2"]
+)
+async def test_headers_and_cookies_go_with_that_calls_requests_only(emulator, cookies: Any) -> None:
+    """A browser's User-Agent and cf_clearance reach the page GET and the POST of the call
+    that brought them — and neither the next call nor the shared cookie jar."""
+    provider = provider_for(emulator)
+    await answer(provider, headers={"User-Agent": BROWSER}, cookies=cookies)
+    page, post = emulator.stats.requests
+    for record in (page, post):
+        assert record.header("User-Agent") == BROWSER
+        cookie = record.header("Cookie") or ""
+        assert sorted(cookie.split("; ")) == ["b=2", f"cf_clearance={CLEARANCE}"]
+    await answer(provider)
+    later = emulator.stats.requests[-1]
+    assert later.header("Cookie") is None
+    assert later.header("User-Agent") != BROWSER
+    session = await ChatGptt.sessions.get()
+    assert not any(cookie.key == "cf_clearance" for cookie in session.cookie_jar)
+
+
+async def test_headers_and_cookies_never_reach_the_log(emulator) -> None:
+    structlog.configure(processors=[])
+    try:
+        with capture_logs() as logs:
+            await answer(
+                provider_for(emulator),
+                headers={"User-Agent": BROWSER},
+                cookies={"cf_clearance": CLEARANCE},
+            )
+    finally:
+        structlog.reset_defaults()
+    assert logs, "the call was traced"
+    assert CLEARANCE not in repr(logs)
+    assert BROWSER not in repr(logs)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cookies": 5}, "cookies must be a mapping or a Cookie header string"),
+        ({"cookies": f"{CLEARANCE}"}, "item 1 of the string has no '='"),
+        ({"cookies": {"bad name": CLEARANCE}}, "'bad name' is not a valid cookie name"),
+        ({"cookies": {"cf": CLEARANCE + ";x"}}, "cookies['cf'] must be a string without ';'"),
+        ({"headers": ["User-Agent"]}, "headers must be a mapping"),
+        ({"headers": {"X-Bad": CLEARANCE + "\r\nX-Evil: 1"}}, "headers['X-Bad'] must be"),
+        ({"headers": {"Bad Name": "x"}}, "'Bad Name' is not a valid header name"),
+        ({"dialect": "modern"}, "dialect must be 'auto' or one of aipkit, classic"),
+        ({"bot_id": "abc"}, "bot_id must be a positive number"),
+    ],
+)
+async def test_bad_request_options_are_named_without_their_values(
+    emulator, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        await answer(provider_for(emulator), **options)
+    assert message in str(info.value)
+    assert CLEARANCE not in str(info.value)
+    assert not emulator.stats.requests, "nothing was sent"
+
+
+# --- the probe -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "streaming"), [("sse", True), ("json", True)])
+async def test_the_probe_says_what_a_classic_page_carries(
+    emulator_factory, mode: str, streaming: bool
+) -> None:
+    emulator = emulator_factory(mode=mode)
+    found = await provider_for(emulator).probe()
+    assert found.dialect == "classic"
+    assert (found.bot_id, found.post_id, found.nonce_found) == ("0", "4", True)
+    assert found.ajax_url == emulator.url + "/wp-admin/admin-ajax.php"
+    assert found.page_url == emulator.url + "/"
+    assert emulator.stats.ajax_requests == 0, "nothing was sent"
+
+
+async def test_the_probe_names_what_a_page_lacks() -> None:
+    """A page whose chat container lacks its nonce: the dialect, and what is missing."""
+    page = '<div class="wpaicg-chat-shortcode" data-post-id="4" data-bot-id="0"></div>'
+
+    async def landing(_request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", landing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        found = await ChatGptt.derive("Bare", url=url, token_cache=TokenCache()).probe()
+    finally:
+        await runner.cleanup()
+    assert (found.dialect, found.nonce_found, found.missing) == ("classic", False, ("nonce",))
+
+
+async def test_the_probe_of_a_page_without_a_chat_is_a_typed_error(emulator_factory) -> None:
+    emulator = emulator_factory(page_style="no_chat")
+    with pytest.raises(ChatNotFoundError, match=re.escape(emulator.url)):
+        await provider_for(emulator).probe()

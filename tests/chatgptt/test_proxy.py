@@ -119,7 +119,9 @@ async def test_the_credentials_never_show_in_logs_or_reprs(emulator, proxy, fake
     provider = provider_for(
         emulator,
         retry_policy=RetryPolicy(sleep=fake_sleep),
-        pipeline=ChatGptt.pipeline.append(spy),
+        dialects=ChatGptt.dialects.with_pipeline(
+            "classic", ChatGptt.dialects["classic"].pipeline.append(spy)
+        ),
     )
     emulator.faults.add(Fault(kind="status", status=503))
     emulator.faults.add(Fault(kind="expire_nonce"))

@@ -197,8 +197,20 @@ _MATRIX: dict[str, Case] = {
     "status-403-plain": Case(
         faults=(_status(403),), expect=Expect(error=HTTPStatusError, status=403, url="ajax")
     ),
+    # "400 0": the site no longer knows the action (it changed the plugin): the page is
+    # read again and decides the dialect; a second "400 0" is final.
     "status-400-zero": Case(
+        faults=(_status(400, body="0"),), expect=Expect(text=ANSWER, ajax=2, pages=2)
+    ),
+    "status-400-zero-always": Case(
+        faults=(_status(400, body="0", times=None),),
+        expect=Expect(
+            error=UnknownActionError, status=400, message_contains="AIPKit", ajax=2, pages=2
+        ),
+    ),
+    "status-400-zero-forced-dialect": Case(
         faults=(_status(400, body="0"),),
+        options={"dialect": "classic"},
         expect=Expect(error=UnknownActionError, status=400, message_contains="AIPKit"),
     ),
     "status-404-on-page": Case(

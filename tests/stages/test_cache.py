@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from stages.cache import TokenCache
+from stages.classic.tokens import ClassicTokens
 from stages.core import Tokens
 from stages.errors import ProviderConnectionError
 
-TOKENS = Tokens(
+TOKENS = ClassicTokens(
     nonce="5e2498d71a",
     post_id="22",
     ajax_url="https://x.org/a",

@@ -11,17 +11,24 @@ import structlog
 from structlog.testing import capture_logs
 
 from stages.cache import TokenCache
+from stages.classic.tokens import ClassicTokens
 from stages.config import RetryPolicy
-from stages.core import Exchange, FunctionStage, Page, Pipeline, Tokens
+from stages.core import Call, Exchange, FunctionStage, Page, Pipeline, Tokens
+from stages.dialects import Dialect, Dialects
 from stages.errors import (
+    ChatNotFoundError,
+    ConfigurationError,
     NonceRejectedError,
     ProviderConnectionError,
     RateLimitError,
     ServerError,
+    UnknownActionError,
     UpstreamError,
 )
 from stages.layers import (
-    RefreshingNonce,
+    ByDialect,
+    ChooseDialect,
+    RefreshingTokens,
     Retrying,
     TokenCached,
     Traced,
@@ -34,7 +41,7 @@ from stages.layers import (
 from tests.conftest import FakeSleep
 
 URL = "https://chatgptt.me/wp-admin/admin-ajax.php"
-TOKENS = Tokens(
+TOKENS = ClassicTokens(
     nonce="5e2498d71a",
     post_id="22",
     ajax_url=URL,
@@ -177,13 +184,33 @@ async def test_retries_are_logged(exchange_for, fake_sleep) -> None:
     assert scheduled[0]["error"] == "ServerError"
 
 
+def plain(name: str) -> FunctionStage:
+    async def run(exchange: Exchange) -> Exchange:
+        return exchange
+
+    return FunctionStage(name, run)
+
+
+def dialect(name: str, marker: str, **declared: object) -> Dialect:
+    """A dialect of four pass-through stages recognising pages that contain ``marker``."""
+    return Dialect(
+        name=name,
+        pipeline=Pipeline([plain(n) for n in ("tokens", "payload", "transport", "decode")]),
+        recognises=lambda page: marker in page.html,
+        **declared,  # type: ignore[arg-type]
+    )
+
+
+CLASSIC_LIKE = Dialects([dialect("classic", "wpaicg")])
+
+
 async def test_nonce_refresh_invalidates_cache_and_tries_once_more(exchange_for) -> None:
     cache = TokenCache()
     exchange = exchange_for(cache=cache)
     key = exchange.call.settings.site.page_url
     cache.put(key, (None, TOKENS))
     stage = Flaky(NonceRejectedError(URL, "expired", nonce=TOKENS.nonce))
-    result = await RefreshingNonce(stage)(exchange)
+    result = await RefreshingTokens(stage, CLASSIC_LIKE)(exchange)
     assert result.notes == {"calls": 2}
     assert cache.get(key, 60) is None, "the rejected nonce was dropped"
 
@@ -195,9 +222,131 @@ async def test_a_second_rejection_is_final(exchange_for) -> None:
         NonceRejectedError(URL, "x"),
     )
     with pytest.raises(NonceRejectedError, match="rejected twice") as info:
-        await RefreshingNonce(stage)(exchange_for())
+        await RefreshingTokens(stage, CLASSIC_LIKE)(exchange_for())
     assert info.value.attempts == 2
     assert stage.calls == 2
+
+
+async def test_a_dialect_refreshes_its_nonce_once_for_all_concurrent_calls(exchange_for) -> None:
+    """A dialect with ``refresh_nonce`` keeps the page: one refresh serves every call that
+    saw the same nonce rejected, and the cache then holds the fresh nonce."""
+    refreshes = 0
+    release = asyncio.Event()
+
+    async def refresh(call: Call, tokens: Tokens) -> Tokens:
+        nonlocal refreshes
+        refreshes += 1
+        await release.wait()
+        return attrs.evolve(tokens, nonce="fresh00001")
+
+    dialects = Dialects([dialect("classic", "wpaicg", refresh_nonce=refresh)])
+    cache = TokenCache()
+    exchange = exchange_for(cache=cache)
+    key = exchange.call.settings.site.page_url
+    page = Page(url=key, status=200, html="wpaicg")
+    cache.put(key, (page, TOKENS))
+    stages = [Flaky(NonceRejectedError(URL, "expired", nonce=TOKENS.nonce)) for _ in range(20)]
+    calls = [asyncio.ensure_future(RefreshingTokens(s, dialects)(exchange)) for s in stages]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*calls)
+    assert refreshes == 1
+    assert all(result.notes == {"calls": 2} for result in results)
+    cached = cache.get(key, 60)
+    assert cached is not None
+    assert cached == (page, attrs.evolve(TOKENS, nonce="fresh00001")), "the page is kept"
+
+
+async def test_a_failed_nonce_refresh_falls_back_to_the_page(exchange_for) -> None:
+    async def refresh(call: Call, tokens: Tokens) -> Tokens:
+        raise UnknownActionError(URL, "aipkit_get_frontend_chat_nonce")
+
+    dialects = Dialects([dialect("classic", "wpaicg", refresh_nonce=refresh)])
+    cache = TokenCache()
+    exchange = exchange_for(cache=cache)
+    key = exchange.call.settings.site.page_url
+    cache.put(key, (None, TOKENS))
+    stage = Flaky(NonceRejectedError(URL, "expired", nonce=TOKENS.nonce))
+    assert (await RefreshingTokens(stage, dialects)(exchange)).notes == {"calls": 2}
+    assert cache.get(key, 60) is None
+
+
+async def test_a_retired_dialect_drops_the_entry_and_runs_once_more(exchange_for) -> None:
+    """``400 0`` to the action sent (the site upgraded the plugin): the page decides again."""
+    cache = TokenCache()
+    exchange = exchange_for(cache=cache)
+    key = exchange.call.settings.site.page_url
+    cache.put(key, (None, TOKENS))
+    stage = Flaky(UnknownActionError(URL, "wpaicg_chat_shortcode_message"))
+    with capture_logs() as logs:
+        result = await RefreshingTokens(stage, CLASSIC_LIKE)(exchange)
+    assert result.notes == {"calls": 2}
+    assert cache.get(key, 60) is None
+    assert [entry["event"] for entry in logs] == ["dialect.retired"]
+
+
+async def test_a_dialect_the_caller_chose_is_not_second_guessed(exchange_for) -> None:
+    cache = TokenCache()
+    exchange = exchange_for(cache=cache, dialect="classic")
+    cache.put(exchange.call.settings.site.page_url, (None, TOKENS))
+    stage = Flaky(UnknownActionError(URL, "wpaicg_chat_shortcode_message"))
+    with pytest.raises(UnknownActionError):
+        await RefreshingTokens(stage, CLASSIC_LIKE)(exchange)
+    assert stage.calls == 1
+
+
+async def test_other_failures_pass_through_the_renewal(exchange_for) -> None:
+    stage = Flaky(UpstreamError("bad key"))
+    with pytest.raises(UpstreamError):
+        await RefreshingTokens(stage, CLASSIC_LIKE)(exchange_for(cache=TokenCache()))
+    assert stage.calls == 1
+
+
+TWO = Dialects([dialect("aipkit", "data-config"), dialect("classic", "wpaicg")])
+
+
+@pytest.mark.parametrize(
+    ("html", "choice", "expected"),
+    [
+        ("<div data-config='{}'>", "auto", "aipkit"),
+        ("<div class='wpaicg-chat-shortcode'>", "auto", "classic"),
+        ("<div data-config='{}'> wpaicg", "auto", "aipkit"),  # tested in order
+        ("<div data-config='{}'>", "classic", "classic"),  # the caller's choice wins
+    ],
+)
+async def test_choose_dialect_takes_the_callers_choice_else_the_page(
+    exchange_for, html: str, choice: str, expected: str
+) -> None:
+    exchange = attrs.evolve(
+        exchange_for(dialect=choice), page=Page(url="https://x.test/", status=200, html=html)
+    )
+    assert (await ChooseDialect(TWO)(exchange)).dialect == expected
+
+
+async def test_a_page_no_dialect_recognises_is_no_chat(exchange_for) -> None:
+    exchange = attrs.evolve(
+        exchange_for(), page=Page(url="https://x.test/blog", status=200, html="<p>hello</p>")
+    )
+    with pytest.raises(ChatNotFoundError, match=r"https://x\.test/blog") as info:
+        await ChooseDialect(TWO)(exchange)
+    assert info.value.dialects == ("aipkit", "classic")
+
+
+async def test_by_dialect_runs_the_exchanges_dialect_only(exchange_for) -> None:
+    ran: list[str] = []
+
+    def note(name: str) -> FunctionStage:
+        async def run(exchange: Exchange) -> Exchange:
+            ran.append(name)
+            return exchange
+
+        return FunctionStage(name, run)
+
+    stage = ByDialect("chat", {"aipkit": note("a"), "classic": note("c")})
+    await stage(attrs.evolve(exchange_for(), dialect="classic"))
+    assert ran == ["c"]
+    with pytest.raises(ConfigurationError, match="needs the exchange's dialect"):
+        await stage(exchange_for())
 
 
 async def test_token_cached_fills_once_then_serves_from_cache(exchange_for) -> None:
@@ -242,38 +391,60 @@ def names_of(stage: object) -> object:
     """The assembled structure as nested names and layer types, for comparison."""
     if isinstance(stage, Pipeline):
         return [names_of(inner) for inner in stage.stages]
-    if isinstance(stage, Traced | Retrying | RefreshingNonce | TokenCached):
+    if isinstance(stage, ByDialect):
+        return {name: names_of(inner) for name, inner in stage.pipelines.items()}
+    if isinstance(stage, Traced | Retrying | RefreshingTokens | TokenCached):
         return (type(stage).__name__, names_of(stage.inner))
     return stage.name  # type: ignore[attr-defined]
 
 
 def test_assemble_writes_the_layer_order_once() -> None:
-    def plain(name: str) -> FunctionStage:
-        async def run(exchange: Exchange) -> Exchange:
-            return exchange
-
-        return FunctionStage(name, run)
-
-    pipeline = Pipeline(
-        [plain(n) for n in ("bootstrap", "tokens", "payload", "transport", "decode")]
-    )
-    assert names_of(assemble(pipeline)) == (
+    bootstrap = Pipeline([plain("bootstrap")])
+    assembled = assemble(bootstrap, TWO)
+    each = [
+        ("Traced", "payload"),
+        ("Traced", "transport"),
+        ("Traced", "decode"),
+    ]
+    assert names_of(assembled) == (
         "Traced",
         (
-            "RefreshingNonce",
+            "RefreshingTokens",
             (
                 "Retrying",
                 [
-                    ("TokenCached", [("Traced", "bootstrap"), ("Traced", "tokens")]),
-                    ("Traced", "payload"),
-                    ("Traced", "transport"),
-                    ("Traced", "decode"),
+                    (
+                        "TokenCached",
+                        [
+                            ("Traced", "bootstrap"),
+                            ("Traced", "dialect"),
+                            {"aipkit": [("Traced", "tokens")], "classic": [("Traced", "tokens")]},
+                        ],
+                    ),
+                    {"aipkit": each, "classic": each},
                 ],
             ),
         ),
     )
-    custom = pipeline.insert_after("payload", plain("sign")).remove("bootstrap")
-    assembled = names_of(assemble(custom))
-    assert ("TokenCached", [("Traced", "tokens")]) in assembled[1][1][1]  # type: ignore[index]
-    assert ("Traced", "sign") in assembled[1][1][1]  # type: ignore[index]
-    assert assemble(pipeline).name == "request"
+    assert assembled.name == "request"
+
+
+def test_each_dialect_declares_what_the_token_cache_covers() -> None:
+    """The cached span ends at the dialect's own ``tokens_stage``, whatever its name."""
+    steps = Pipeline([plain(n) for n in ("scan", "keys", "sign", "post", "read")])
+    custom = Dialect(
+        name="third",
+        pipeline=steps,
+        recognises=lambda page: True,
+        tokens_stage="keys",
+        answer_stage="read",
+    )
+    assembled = names_of(assemble(Pipeline([plain("bootstrap")]), Dialects([custom]), trace=False))
+    cached, chat = assembled[1][1][0], assembled[1][1][1]  # type: ignore[index]
+    assert cached == ("TokenCached", ["bootstrap", "dialect", {"third": ["scan", "keys"]}])
+    assert chat == {"third": ["sign", "post", "read"]}
+
+
+def test_a_dialect_must_hold_its_declared_stages() -> None:
+    with pytest.raises(ConfigurationError, match="no stage 'tokens'"):
+        Dialect(name="x", pipeline=Pipeline([plain("decode")]), recognises=lambda page: True)

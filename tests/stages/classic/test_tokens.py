@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatgptt.emulator.wordpress import php_json_encode
-from stages.classic.tokens import AIPKIT_HINT, ExtractTokens, extract_tokens
+from stages.classic.tokens import AIPKIT_HINT, ClassicTokens, ExtractTokens, extract_tokens
 from stages.config import Settings, Site
 from stages.core import Call, Exchange, Page, Tokens
 from stages.errors import BotProtectionError, ConfigurationError, TokensNotFoundError
@@ -59,13 +59,14 @@ def test_captured_landing_pages_give_the_capture_tokens(name: str, url: str) -> 
     """Both captured classic landing pages yield the nonce, post id and endpoint that worked."""
     body = (VECTORS / "classic" / f"{name}.body").read_text(encoding="utf-8")
     tokens = extract_tokens(body, url, fallback_ajax_url="http://elsewhere.invalid/ajax")
-    assert tokens == Tokens(
+    assert tokens == ClassicTokens(
         nonce="18d499d351",
         post_id="4",
         bot_id="0",
         ajax_url="http://127.0.0.1:8080/wp-admin/admin-ajax.php",
         page_url=url,
         site_url="http://127.0.0.1:8080",
+        streaming=True,
         chat_type="shortcode",
         source="container",
     )
@@ -440,7 +441,6 @@ def make_exchange(page_value: Page | None) -> Exchange:
         messages=(),
         settings=Settings(site=Site.at("https://chatgptt.me")),
         session=None,  # type: ignore[arg-type]  # a pure stage never touches it
-        client_id="Ab3dE5gH9k",
     )
     return Exchange(call=call, page=page_value)
 
@@ -589,7 +589,7 @@ def chat_pages(draw: st.DrawFn) -> tuple[str, Tokens]:
     later = container(f'data-nonce="{draw(nonces)}" data-post-id="{draw(ids)}"')
     after = draw(st.lists(decoy_html() | st.just(later), max_size=4))
     body = page(*before, the_container, "</div>", *after)
-    expected = Tokens(
+    expected = ClassicTokens(
         nonce=nonce,
         post_id=post_id,
         bot_id=bot_id,

@@ -1,0 +1,166 @@
+"""AIPKit payload build: which server-side conversation the message goes to, and the fields.
+
+The AIPKit server keeps each conversation's history itself, keyed by the guest's
+``session_id`` and the chat's ``conversation_uuid``, and accepts none from the client
+(PROTOCOL-AIPKIT.md §2). Callers of a gpt4free provider send the whole conversation
+every time. So:
+
+- when the caller's earlier turns are exactly a conversation this provider held on this
+  site and bot (what it sent, and the answer it received — the
+  :class:`~stages.conversations.ConversationStore` knows them by digest), the message
+  continues it: same ids, only the new user message is sent;
+- otherwise a new conversation starts (new ids), and the earlier turns and any system
+  message are folded into its first message with :func:`~stages.messages.flatten_prompt`
+  (``System: …`` / ``User: …`` / ``Assistant: …`` lines, then ``Assistant:``), so the
+  model still sees them. A lone user message is sent as it is.
+
+With ``Settings.history == "flatten"`` every call starts a new conversation, folded.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
+
+import attrs
+import structlog
+
+from stages.aipkit.tokens import AipkitTokens
+from stages.conversations import conversation_key
+from stages.core import Exchange, Message, require_tokens
+from stages.messages import check_last, flatten_prompt
+
+__all__ = [
+    "CACHE_ACTION",
+    "BuildAipkitPayload",
+    "Turn",
+    "cache_form",
+    "client_message_id",
+    "conversation_site",
+    "plan_turn",
+    "stream_query",
+]
+
+#: Step 1: the action that caches the message and returns a one-use key.
+CACHE_ACTION = "aipkit_cache_sse_message"
+
+_RANDOM_ALPHABET = string.ascii_lowercase + string.digits
+_log = structlog.get_logger("chatgptt")
+
+
+@attrs.frozen(kw_only=True)
+class Turn:
+    """Where one message goes: its text as sent, and the conversation's ids."""
+
+    message: str
+    session_id: str
+    conversation_uuid: str
+    continued: bool
+
+
+def conversation_site(tokens: AipkitTokens) -> str:
+    """What names the server's conversation space: the AJAX endpoint and the bot."""
+    return f"{tokens.ajax_url}#bot={tokens.bot_id}"
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def plan_turn(
+    messages: Sequence[Message],
+    held: Mapping[str, str] | None,
+    *,
+    new_id: Callable[[], str] = _new_id,
+) -> Turn:
+    """The message to send and the conversation it goes to (pure).
+
+    Args:
+        messages: the validated conversation; the last message is the user's.
+        held: the ids of the server conversation holding exactly the earlier turns
+            (from the store), or ``None``.
+        new_id: makes a conversation's ids (UUIDv4 strings, as the plugin's script).
+    """
+    check_last(messages)
+    if held is not None and "session_id" in held and "conversation_uuid" in held:
+        return Turn(
+            message=messages[-1].content,
+            session_id=held["session_id"],
+            conversation_uuid=held["conversation_uuid"],
+            continued=True,
+        )
+    return Turn(
+        message=flatten_prompt(messages),
+        session_id=new_id(),
+        conversation_uuid=new_id(),
+        continued=False,
+    )
+
+
+def client_message_id(bot_id: str, *, now: Callable[[], float] = time.time) -> str:
+    """``aipkit-client-msg-<bot>-<milliseconds>-<5 random [a-z0-9]>``, as the script makes it."""
+    suffix = "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(5))
+    return f"aipkit-client-msg-{bot_id}-{int(now() * 1000)}-{suffix}"
+
+
+def cache_form(tokens: AipkitTokens, message: str, message_id: str) -> tuple[tuple[str, str], ...]:
+    """Step 1's fields, in the order the plugin's script sends them."""
+    return (
+        ("action", CACHE_ACTION),
+        ("_ajax_nonce", tokens.nonce),
+        ("bot_id", tokens.bot_id),
+        ("message", message),
+        ("user_client_message_id", message_id),
+    )
+
+
+def stream_query(
+    tokens: AipkitTokens, session_id: str, conversation_uuid: str
+) -> tuple[tuple[str, str], ...]:
+    """Step 2's conversation fields (the transport adds the action, key and nonce);
+    ``post_id`` only when the page has one, as the script does."""
+    query = [
+        ("bot_id", tokens.bot_id),
+        ("session_id", session_id),
+        ("conversation_uuid", conversation_uuid),
+    ]
+    if tokens.post_id not in ("", "0"):
+        query.append(("post_id", tokens.post_id))
+    return tuple(query)
+
+
+@attrs.frozen
+class BuildAipkitPayload:
+    """Decide the conversation (continue one held, or start one) and lay out both steps.
+
+    Puts step 1's fields in ``exchange.form`` and step 2's conversation fields in
+    ``exchange.query``. A held conversation is taken out of the store here; the decode
+    stage puts it back, one turn longer, once the answer completed.
+    """
+
+    name: str = "payload"
+    #: Pure but for the store: it does not wait on anything.
+    honours_deadline: ClassVar[bool] = True
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        call = exchange.call
+        tokens = require_tokens(exchange, AipkitTokens, self.name)
+        held = None
+        store = call.conversations
+        if store is not None and call.settings.history == "messages" and len(call.messages) > 1:
+            held = store.take(conversation_key(conversation_site(tokens), call.messages[:-1]))
+        turn = plan_turn(call.messages, held)
+        if structlog.is_configured():
+            _log.debug(
+                "conversation.continued" if turn.continued else "conversation.started",
+                turns=len(call.messages),
+            )
+        return attrs.evolve(
+            exchange,
+            form=cache_form(tokens, turn.message, client_message_id(tokens.bot_id)),
+            query=stream_query(tokens, turn.session_id, turn.conversation_uuid),
+        )
