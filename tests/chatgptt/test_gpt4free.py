@@ -262,6 +262,35 @@ def test_the_proxy_from_gpt4frees_environment_variable(way: Way, emulator, monke
         assert len(proxy.requests) == 2
 
 
+CLEARANCE = "cf-clearance-SECRET-0123456789"
+BROWSER = "Mozilla/5.0 (Macintosh) MyBrowser/1.0"
+
+
+@each_way
+@pytest.mark.parametrize(
+    "cookies", [{"cf_clearance": CLEARANCE}, f"cf_clearance={CLEARANCE}"], ids=["dict", "header"]
+)
+def test_a_browsers_cookies_and_headers_go_with_that_call_only(
+    way: Way, cookies: Any, emulator, tmp_path
+) -> None:
+    """gpt4free's conventional ``cookies=`` and ``headers=`` (a cf_clearance and the
+    User-Agent of a browser that passed the site's challenge) reach the page GET and the
+    chat request of the call that brought them, and no file gpt4free writes."""
+    provider = provider_for(emulator)
+    text = way(provider, copy.deepcopy(HELLO), cookies=cookies, headers={"User-Agent": BROWSER})
+    assert text == "Hello from upstream: Hello"
+    page, post = emulator.stats.requests
+    for record in (page, post):
+        assert record.header("Cookie") == f"cf_clearance={CLEARANCE}"
+        assert record.header("User-Agent") == BROWSER
+    way(provider, copy.deepcopy(HELLO))
+    later = emulator.stats.requests[-1]
+    assert later.header("Cookie") is None
+    assert later.header("User-Agent") != BROWSER
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert not any(CLEARANCE in path.read_text(errors="replace") for path in written)
+
+
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
