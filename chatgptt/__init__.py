@@ -16,7 +16,7 @@ from stages.errors import *  # noqa: F403
 
 from .chatgptt import ChatGptt, standard_bootstrap
 from .config import Limits, RetryPolicy, SessionOptions, Settings, Site, Timeouts, is_retryable
-from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
+from .providers import Messages
 
 __version__ = "0.1.0"
 
@@ -28,13 +28,11 @@ __all__ = [
     "Dialect",
     "Dialects",
     "standard_dialects",
-    "AsyncGeneratorProvider",
     "ChatGptt",
     "Exchange",
     "Limits",
     "Messages",
     "Pipeline",
-    "ProviderModelMixin",
     "RetryPolicy",
     "SessionOptions",
     "Settings",

@@ -36,7 +36,7 @@ from stages.errors import (
 from stages.layers import ChooseDialect, assemble, bounded, retrying
 from stages.messages import normalize_messages
 
-from .providers import AsyncGeneratorProvider, Messages, ProviderModelMixin
+from .providers import Messages, Provider
 from .session import SessionRegistry
 from .stream import AnswerStream
 
@@ -93,7 +93,7 @@ class _FollowsUrl:
         return owner.url.rstrip("/") + "/wp-admin/admin-ajax.php"
 
 
-class ChatGptt(AsyncGeneratorProvider, ProviderModelMixin):
+class ChatGptt(Provider):
     """Streams answers from chatgptt.me — or from any site running the same WordPress
     chat plugin, once ``url`` points there.
 

@@ -1,28 +1,37 @@
-"""gpt4free's provider contract, written here: ``AsyncGeneratorProvider`` and
-``ProviderModelMixin``.
+"""The gpt4free provider contract as ``ChatGptt`` implements it: :class:`Provider`.
 
-A provider is a class, used through classmethods: ``create_async_generator``
-streams the answer; ``create_completion`` is its synchronous form and
-``create_async`` collects the whole text. The mixin resolves model names.
+``Provider`` holds what ``ChatGptt`` must own whichever gpt4free runs it (or none): the
+synchronous and collecting entry points and model resolution. What a gpt4free release
+expects beyond that — the attributes and helpers its ``Client``, ``AsyncClient`` and
+``ChatCompletion`` look up — comes from that release's own ``AsyncGeneratorProvider`` and
+``ProviderModelMixin``: once gpt4free is imported, they become ``Provider``'s bases
+(:mod:`chatgptt._gpt4free`). Until then, and when gpt4free is not installed, the base is
+:class:`Standalone`: the few attributes gpt4free documents for every provider.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from stages.errors import UnknownModelError
 
+from . import _gpt4free
 from ._sync import iterate_in_background
 
-__all__ = ["AsyncGeneratorProvider", "BaseProvider", "Messages", "ProviderModelMixin"]
+__all__ = ["Messages", "Provider", "Standalone"]
 
 #: gpt4free's message list: ``[{"role": "user", "content": "Hi"}, ...]``.
 Messages = Sequence[Mapping[str, Any]]
 
 
-class BaseProvider:
-    """What every provider says about itself."""
+class Standalone(ABC):  # noqa: B024  (an ABC for its metaclass and layout, not for abstracts)
+    """``Provider``'s base without gpt4free: what every gpt4free provider says about itself.
+
+    An ``ABC`` like gpt4free's own bases: CPython swaps bases only between classes of the
+    same object layout, and ``ABC``-rooted classes have their own; it keeps the metaclass.
+    """
 
     url: ClassVar[str | None] = None
     working: ClassVar[bool] = False
@@ -30,6 +39,10 @@ class BaseProvider:
     supports_stream: ClassVar[bool] = False
     supports_system_message: ClassVar[bool] = False
     supports_message_history: ClassVar[bool] = False
+    default_model: ClassVar[str | None] = None
+    models: ClassVar[list[str]] = []
+    model_aliases: ClassVar[dict[str, str]] = {}
+    last_model: ClassVar[str | None] = None
 
     @classmethod
     def get_dict(cls) -> dict[str, Any]:
@@ -37,15 +50,20 @@ class BaseProvider:
         return {"name": cls.__name__, "url": cls.url, "label": getattr(cls, "label", None)}
 
 
-class AsyncGeneratorProvider(BaseProvider):
-    """A provider whose answer is an async iterator of text chunks."""
+class Provider(Standalone):
+    """A provider whose answer is an async iterator of text chunks, used through
+    classmethods; its methods come first in the MRO, before any gpt4free base.
+
+    Subclasses implement :meth:`create_async_generator`; ``create_completion`` is its
+    synchronous form and ``create_async`` collects the whole text.
+    """
 
     @classmethod
+    @abstractmethod
     def create_async_generator(
         cls, model: str, messages: Messages, **kwargs: Any
     ) -> AsyncIterator[str]:
         """Stream the answer to ``messages`` as text chunks."""
-        raise NotImplementedError
 
     @classmethod
     def create_completion(
@@ -54,9 +72,10 @@ class AsyncGeneratorProvider(BaseProvider):
         """The answer as a synchronous iterator of text chunks (one chunk when
         ``stream`` is false).
 
-        It runs the async generator on a private event loop in a background
-        thread, so it works from plain synchronous code and also from inside a
-        running event loop (a notebook) — no ``nest_asyncio`` needed.
+        It runs the async generator on a private event loop in a background thread,
+        so it works from plain synchronous code and also from inside a running event
+        loop (a notebook, gpt4free's sync ``Client`` called from async code) — no
+        ``nest_asyncio`` — and keeps the connection pool across calls.
         """
         chunks = iterate_in_background(
             lambda: cls.create_async_generator(model, messages, **kwargs)
@@ -67,28 +86,20 @@ class AsyncGeneratorProvider(BaseProvider):
 
     @classmethod
     async def create_async(cls, model: str, messages: Messages, **kwargs: Any) -> str:
-        """The whole answer as one string."""
+        """The whole answer as one string, on the caller's loop."""
         parts = [chunk async for chunk in cls.create_async_generator(model, messages, **kwargs)]
         return "".join(parts)
 
-
-class ProviderModelMixin:
-    """Model names: the default, the list, and aliases that map onto the list."""
-
-    default_model: ClassVar[str | None] = None
-    models: ClassVar[list[str]] = []
-    model_aliases: ClassVar[dict[str, str]] = {}
-    last_model: ClassVar[str | None] = None
-
     @classmethod
-    def get_models(cls) -> list[str]:
-        """The models this provider offers."""
+    def get_models(cls, **kwargs: Any) -> list[str]:
+        """The models this provider offers (gpt4free's keyword arguments, such as
+        ``api_key``, change nothing: the list is fixed)."""
         if not cls.models and cls.default_model is not None:
             return [cls.default_model]
         return list(cls.models)
 
     @classmethod
-    def get_model(cls, model: str | None) -> str:
+    def get_model(cls, model: str | None, **kwargs: Any) -> str:
         """Resolve ``model``: empty means the default, aliases map onto their model.
 
         Raises:
@@ -98,11 +109,14 @@ class ProviderModelMixin:
             if cls.default_model is None:
                 raise UnknownModelError("", cls.get_models())
             return cls.default_model
-        if model in cls.model_aliases:
-            model = cls.model_aliases[model]
+        aliases = cls.model_aliases or {}  # gpt4free's mixin defaults it to None
+        model = aliases.get(model, model)
         models = cls.get_models()
         if models and model not in models:
             raise UnknownModelError(model, models)
         if cls.last_model != model:  # a class attribute write invalidates attribute caches
             cls.last_model = model
         return model
+
+
+_gpt4free.follow(Provider)

@@ -23,7 +23,7 @@ def block(marker: str) -> str:
 
 
 def test_the_readme_has_the_examples_this_file_runs() -> None:
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
 
 
 def test_library_usage(emulator, monkeypatch, capsys) -> None:
@@ -31,6 +31,20 @@ def test_library_usage(emulator, monkeypatch, capsys) -> None:
     monkeypatch.setattr(ChatGptt, "token_cache", type(ChatGptt.token_cache)())
     exec(block("asyncio.run(main())"), {})
     assert capsys.readouterr().out == "Hello from upstream: Hello, how are you?\n"
+    assert emulator.stats.received[-1][1] == {"role": "user", "content": "System: Be brief."}
+
+
+def test_the_provider_inside_gpt4free(emulator, monkeypatch, capsys, tmp_path) -> None:
+    from tests.chatgptt.gpt4free_support import import_gpt4free, isolate_gpt4free_files
+
+    import_gpt4free()
+    isolate_gpt4free_files(tmp_path, monkeypatch)
+    monkeypatch.setattr(ChatGptt, "url", emulator.url)
+    monkeypatch.setattr(ChatGptt, "token_cache", type(ChatGptt.token_cache)())
+    exec(block("Client(provider=ChatGptt)"), {})
+    answer = "Hello from upstream: Hello, how are you?"
+    assert capsys.readouterr().out == f"{answer}\n{answer}\n"
+    assert emulator.stats.ajax_requests == 2
     assert emulator.stats.received[-1][1] == {"role": "user", "content": "System: Be brief."}
 
 
