@@ -16,7 +16,7 @@ from stages.errors import *  # noqa: F403
 
 from .chatgptt import ChatGptt, standard_bootstrap
 from .config import Limits, RetryPolicy, SessionOptions, Settings, Site, Timeouts, is_retryable
-from .providers import Messages
+from .providers import Messages, Provider
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "Limits",
     "Messages",
     "Pipeline",
+    "Provider",
     "RetryPolicy",
     "SessionOptions",
     "Settings",

@@ -247,7 +247,9 @@ class BotProtectionError(ChatGpttError):
         self.marker = marker
         super().__init__(
             f"bot protection page from {self.url} (HTTP {status}, {marker!r}); "
-            "the site is challenging automated clients — try later, another network or a proxy"
+            "the site is challenging automated clients. The way through is a browser that "
+            "passed the challenge: pass its cookies (cf_clearance) with cookies= and its "
+            "User-Agent with headers=; else try later, from another network or through a proxy"
         )
 
 
