@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import attrs
 import structlog
 
-from stages.aipkit.payload import conversation_site
+from stages.aipkit.payload import conversation_site, give_back
 from stages.aipkit.tokens import AipkitTokens
 from stages.conversations import AnswerDigest, held_key
 from stages.core import Body, Exchange, TextStream, require, require_tokens
@@ -234,6 +234,24 @@ class AipkitInterpreter:
         return event_error(message, self.url, nonce=self.nonce, quota=quota)
 
 
+#: Refusals the plugin sends before it logs the user message (validation, quota,
+#: moderation run first): the server's conversation did not move.
+_REFUSED_BEFORE_LOGGING = (
+    NonceRejectedError,
+    StaleRequestError,
+    TokenLimitError,
+    IPBannedError,
+    MessageFlaggedError,
+    EmptyMessageError,
+)
+
+
+def _before_the_model(exc: ChatGpttError) -> bool:
+    if isinstance(exc, _REFUSED_BEFORE_LOGGING):
+        return True
+    return type(exc) is SiteError and exc.site_message in _INVALID_REQUEST
+
+
 def _trace(notices: list[tuple[str, str]]) -> None:
     if not notices:
         return
@@ -337,6 +355,11 @@ class DecodeAipkitStream:
         stream = TextStream(_digested(texts, digest), on_close=body.aclose)
         try:
             await stream.prime()
+        except ChatGpttError as exc:
+            await stream.aclose()
+            if _before_the_model(exc):
+                give_back(exchange)
+            raise
         except BaseException:
             await stream.aclose()
             raise

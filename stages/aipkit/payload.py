@@ -36,11 +36,14 @@ from stages.messages import check_last, flatten_prompt
 
 __all__ = [
     "CACHE_ACTION",
+    "CONTINUED",
     "BuildAipkitPayload",
+    "Continued",
     "Turn",
     "cache_form",
     "client_message_id",
     "conversation_site",
+    "give_back",
     "plan_turn",
     "stream_query",
 ]
@@ -50,6 +53,18 @@ CACHE_ACTION = "aipkit_cache_sse_message"
 
 _RANDOM_ALPHABET = string.ascii_lowercase + string.digits
 _log = structlog.get_logger("chatgptt")
+
+
+#: The ``exchange.notes`` key under which the payload records the conversation it took.
+CONTINUED = "aipkit.continued"
+
+
+@attrs.frozen(kw_only=True)
+class Continued:
+    """A held conversation a call took from the store: its key and its ids."""
+
+    key: bytes = attrs.field(repr=False)
+    ids: Mapping[str, str]
 
 
 @attrs.frozen(kw_only=True)
@@ -138,8 +153,10 @@ class BuildAipkitPayload:
     """Decide the conversation (continue one held, or start one) and lay out both steps.
 
     Puts step 1's fields in ``exchange.form`` and step 2's conversation fields in
-    ``exchange.query``. A held conversation is taken out of the store here; the decode
-    stage puts it back, one turn longer, once the answer completed.
+    ``exchange.query``. A held conversation is taken out of the store here (noted in
+    ``exchange.notes[CONTINUED]``); the decode stage puts it back one turn longer once
+    the answer completed — or as it was, by :func:`give_back`, when the site refused the
+    message before its server could have logged it (so a retry still continues it).
     """
 
     name: str = "payload"
@@ -154,6 +171,10 @@ class BuildAipkitPayload:
         if store is not None and call.settings.history == "messages" and len(call.messages) > 1:
             held = store.take(conversation_key(conversation_site(tokens), call.messages[:-1]))
         turn = plan_turn(call.messages, held)
+        notes = exchange.notes
+        if turn.continued and held is not None:
+            key = conversation_key(conversation_site(tokens), call.messages[:-1])
+            notes = {**notes, CONTINUED: Continued(key=key, ids=held)}
         if structlog.is_configured():
             _log.debug(
                 "conversation.continued" if turn.continued else "conversation.started",
@@ -163,4 +184,14 @@ class BuildAipkitPayload:
             exchange,
             form=cache_form(tokens, turn.message, client_message_id(tokens.bot_id)),
             query=stream_query(tokens, turn.session_id, turn.conversation_uuid),
+            notes=notes,
         )
+
+
+def give_back(exchange: Exchange) -> None:
+    """Put the conversation this exchange took back in the store, unchanged: the site
+    refused the message before logging it, so the server's conversation did not move."""
+    continued = exchange.notes.get(CONTINUED)
+    store = exchange.call.conversations
+    if isinstance(continued, Continued) and store is not None:
+        store.put(continued.key, continued.ids)

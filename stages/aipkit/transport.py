@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import attrs
 
+from stages.aipkit.payload import give_back
 from stages.aipkit.tokens import AipkitTokens
 from stages.core import Call, Exchange, Reply, Tokens, require, require_tokens
 from stages.errors import (
@@ -207,13 +208,17 @@ class CacheAndStream:
         form = require(exchange.form, self.name, "form")
         query = require(exchange.query, self.name, "query")
         url = tokens.ajax_url
-        status, headers, body = await _post(call, tokens, form)
-        if status != 200:
-            raise step1_error(status, body, url, headers, nonce=tokens.nonce)
         try:
-            cache_key = cache_key_of(body, url)
-        except MalformedResponseError:
-            raise step1_error(status, body, url, headers, nonce=tokens.nonce) from None
+            status, headers, body = await _post(call, tokens, form)
+            if status != 200:
+                raise step1_error(status, body, url, headers, nonce=tokens.nonce)
+            try:
+                cache_key = cache_key_of(body, url)
+            except MalformedResponseError:
+                raise step1_error(status, body, url, headers, nonce=tokens.nonce) from None
+        except BaseException:
+            give_back(exchange)  # the message never reached the chat: the server did not move
+            raise
         params = [
             ("action", STREAM_ACTION),
             ("cache_key", cache_key),

@@ -28,7 +28,7 @@ from stages.aipkit.tokens import AipkitTokens
 from stages.config import Settings, Site
 from stages.conversations import ConversationStore
 from stages.core import Call, Exchange, Message, Reply
-from stages.errors import InvalidMessagesError
+from stages.errors import ChatGpttError, InvalidMessagesError
 from stages.messages import flatten_prompt
 from tests.conftest import VECTORS, MemoryBody
 
@@ -128,13 +128,20 @@ def make_call(messages: tuple[Message, ...], store: ConversationStore, history: 
     )
 
 
-def answer_body(text: str, *, complete: bool) -> MemoryBody:
+def answer_body(text: str, outcome: str) -> MemoryBody:
+    """The step-2 stream: a ``complete`` answer, one ``cut`` off, or ``refused`` by the site
+    before its model ran (a validation error, then ``done``)."""
     events = [
         'event: message_start\ndata: {"message_id":"m"}',
         'data: {"delta":' + json.dumps(text) + "}",
     ]
-    if complete:
+    if outcome == "complete":
         events.append('event: done\ndata: {"finished":true}')
+    elif outcome == "refused":
+        events = [
+            'event: error\ndata: {"error":"Security check failed. Please refresh the page."}',
+            'event: done\ndata: {"finished":true}',
+        ]
     return MemoryBody(["".join(e + "\n\n" for e in events).encode()])
 
 
@@ -143,7 +150,7 @@ async def converse(
     store: ConversationStore,
     answer: str,
     *,
-    complete: bool = True,
+    outcome: str = "complete",
     history: str = "messages",
 ) -> tuple[dict[str, str], dict[str, str]]:
     """One call through the payload and decode stages; its step-1 form and step-2 query."""
@@ -154,15 +161,15 @@ async def converse(
         url=TOKENS.ajax_url,
         status=200,
         headers=headers,
-        body=answer_body(answer, complete=complete),
+        body=answer_body(answer, outcome),
     )
     try:
         decoded = await DecodeAipkitStream()(attrs.evolve(exchange, reply=reply))
         assert decoded.text is not None
         async for _chunk in decoded.text:
             pass
-    except Exception:  # an incomplete answer: the caller got an error, nothing is held
-        assert not complete
+    except ChatGpttError:  # the caller got an error
+        assert outcome != "complete"
     return dict(exchange.form or ()), dict(exchange.query or ())
 
 
@@ -205,8 +212,9 @@ def test_a_conversation_is_continued_exactly_when_the_history_extends_a_held_one
     data: st.DataObject,
 ) -> None:
     """Calls that extend earlier conversations, exactly or altered, or start new ones, some
-    answers cut short: the server conversation is continued (same ids, only the new message)
-    exactly when the earlier turns are a conversation completed and not continued since."""
+    answers cut short, some refused before the site's model ran: the server conversation
+    is continued (same ids, only the new message) exactly when the earlier turns are a
+    conversation completed and not moved since (a refusal does not move it)."""
     store = ConversationStore()
     completed: list[tuple[Message, ...]] = []  # every conversation the caller saw complete
     held: dict[tuple[Message, ...], tuple[str, str]] = {}  # what the server holds, by turns
@@ -223,9 +231,9 @@ def test_a_conversation_is_continued_exactly_when_the_history_extends_a_held_one
                 base = (Message("system", "Be brief."), *base)
         messages = (*base, user(data.draw(texts, label="question")))
         answer = data.draw(texts, label="answer")
-        complete = data.draw(st.booleans(), label="complete")
+        outcome = data.draw(st.sampled_from(["complete", "cut", "refused"]), label="outcome")
         expected = held.pop(base, None) if base else None
-        form, query = asyncio.run(converse(messages, store, answer, complete=complete))
+        form, query = asyncio.run(converse(messages, store, answer, outcome=outcome))
         ids = (query["session_id"], query["conversation_uuid"])
         if expected is not None:
             assert ids == expected
@@ -233,7 +241,31 @@ def test_a_conversation_is_continued_exactly_when_the_history_extends_a_held_one
         else:
             assert ids not in held.values(), "a new conversation gets new ids"
             assert form["message"] == flatten_prompt(messages)
-        if complete:
+        if outcome == "complete":
             conversation = (*messages, assistant(answer))
             completed.append(conversation)
             held[conversation] = ids
+        elif outcome == "refused" and expected is not None:
+            held[base] = expected  # refused before the server logged it: still held
+
+
+async def test_a_refusal_before_the_model_gives_the_conversation_back() -> None:
+    """A rejected nonce (the site's model never ran): the retry continues the conversation."""
+    store = ConversationStore()
+    _form, first = await converse((user("Hello"),), store, "Hi!")
+    follow = (user("Hello"), assistant("Hi!"), user("And now?"))
+    _form, refused = await converse(follow, store, "", outcome="refused")
+    form, retried = await converse(follow, store, "Now.")
+    assert refused == retried == first
+    assert form["message"] == "And now?"
+
+
+async def test_a_cut_answer_does_not_give_the_conversation_back() -> None:
+    """Cut after the site logged the message: continuing would repeat it to the model."""
+    store = ConversationStore()
+    _form, first = await converse((user("Hello"),), store, "Hi!")
+    follow = (user("Hello"), assistant("Hi!"), user("And now?"))
+    await converse(follow, store, "No", outcome="cut")
+    form, retried = await converse(follow, store, "Now.")
+    assert retried["conversation_uuid"] != first["conversation_uuid"]
+    assert form["message"] == flatten_prompt(follow)

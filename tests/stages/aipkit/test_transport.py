@@ -10,6 +10,7 @@ import attrs
 import pytest
 from aiohttp import web
 
+from stages.aipkit.payload import CONTINUED, Continued
 from stages.aipkit.tokens import AipkitTokens
 from stages.aipkit.transport import (
     CacheAndStream,
@@ -18,6 +19,7 @@ from stages.aipkit.transport import (
     nonce_of,
     step1_error,
 )
+from stages.conversations import ConversationStore
 from stages.core import Exchange
 from stages.errors import (
     BotProtectionError,
@@ -192,3 +194,37 @@ async def test_the_nonce_is_refreshed_without_the_page(
     assert [(method, form.get("action"), form.get("bot_id")) for method, _q, form in seen] == [
         ("POST", "aipkit_get_frontend_chat_nonce", "5")
     ]
+
+
+async def test_a_refused_step_one_gives_the_conversation_back(
+    exchange_for: Callable[..., Exchange],
+) -> None:
+    """The message never reached the chat: the conversation it would continue stays held."""
+
+    async def refuse(_request: web.Request) -> web.Response:
+        body = {"success": False, "data": {"message": "expired", "code": "nonce_failure_cache_sse"}}
+        return web.json_response(body, status=403)
+
+    app = web.Application()
+    app.router.add_post("/wp-admin/admin-ajax.php", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    store = ConversationStore()
+    exchange = exchange_for(url=base)
+    exchange = attrs.evolve(
+        exchange,
+        call=attrs.evolve(exchange.call, conversations=store),
+        dialect="aipkit",
+        tokens=tokens_for(base),
+        form=(("action", "aipkit_cache_sse_message"), ("message", "And now?")),
+        query=(("bot_id", "5"), ("session_id", "s"), ("conversation_uuid", "c")),
+        notes={CONTINUED: Continued(key=b"k", ids={"session_id": "s", "conversation_uuid": "c"})},
+    )
+    try:
+        with pytest.raises(NonceRejectedError):
+            await CacheAndStream()(exchange)
+    finally:
+        await runner.cleanup()
+    assert store.take(b"k") == {"session_id": "s", "conversation_uuid": "c"}
