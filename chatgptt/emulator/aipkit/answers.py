@@ -42,6 +42,7 @@ from chatgptt.emulator.aipkit.events import (
     response_id_frame,
     status_frames,
 )
+from chatgptt.emulator.aipkit.kses import kses_post
 from chatgptt.emulator.aipkit.store import CachedMessage, ConversationKey, StoredMessage
 from chatgptt.emulator.aipkit.wordpress import (
     absint,
@@ -76,6 +77,7 @@ __all__ = [
     "EMPTY_MESSAGE",
     "GUESTS_DISABLED",
     "INVALID_BOT",
+    "LOG_FAILED",
     "MODERATION_FLAGGED",
     "NONCE_FAILURE_CACHE",
     "QUOTA_MESSAGE",
@@ -124,6 +126,11 @@ GUESTS_DISABLED = "Access disabled for guests."
 BANNED_IP = "Access from your IP address has been blocked."
 BANNED_WORDS = "Sorry, your message could not be sent as it contains prohibited words."
 MODERATION_FLAGGED = "Your message was flagged by the moderation system and could not be sent."
+#: The log table's ``session_id`` holds 64 characters, ``conversation_uuid`` 36: longer ids
+#: make the insert fail.
+LOG_FAILED = "Failed to log user message."
+SESSION_ID_CHARS = 64
+CONVERSATION_ID_CHARS = 36
 _CACHE_MISSES = {
     "missing": CACHE_KEY_MISSING,
     "not_found": CACHE_NOT_FOUND,
@@ -299,18 +306,18 @@ def _instructions(config: EmulatorConfig, now: float) -> str:
 
 
 def model_messages(
-    instructions: str, logged: list[StoredMessage], limit: int
+    instructions: str, history: list[StoredMessage], current: str, limit: int
 ) -> list[dict[str, str]]:
-    """What reaches the model: the instructions, the log's last ``limit`` messages before the
-    new one, and the new one (the last logged), each trimmed; blank ones left out.
+    """What reaches the model: the instructions, the last ``limit`` logged messages before
+    the new one (as logged, so after ``wp_kses_post``), and the new one as sent; each
+    trimmed, blank ones left out.
 
     ``limit`` 0 keeps them all, as the plugin's ``array_slice($history, -0)`` does.
     """
-    *history, current = logged
     if limit and len(history) > limit:
         history = history[-limit:]
     messages = [{"role": "system", "content": instructions}]
-    for message in [*history, current]:
+    for message in [*history, {"role": "user", "content": current}]:
         content = php_trim(message["content"])
         if content:
             messages.append({"role": message["role"], "content": content})
@@ -353,10 +360,11 @@ class _Stream:
         if self._fault_is("named_event") and self._where() == "before":
             self.frames.append(self._named_event())
         conversations = self.state.conversations
-        conversations.append(checked.key, "user", checked.cached.message)
+        conversations.append(checked.key, "user", kses_post(checked.cached.message))
         messages = model_messages(
             _instructions(self.config, self.now),
-            conversations[checked.key],
+            conversations[checked.key][:-1],  # the plugin drops the user message just logged
+            checked.cached.message,
             self.config.aipkit_history_limit,
         )
         self.state.received.append([dict(message) for message in messages])
@@ -374,7 +382,7 @@ class _Stream:
             if self._done_after_error():
                 end.append(done_frame())
             return _sse([*self.frames, *deltas[: self._after_tokens()], *end])
-        conversations.append(checked.key, "assistant", answer)
+        conversations.append(checked.key, "assistant", kses_post(answer))
         if self._fault_is("warning", "named_event"):
             extra = (
                 error_frame(self._fault_message(), self.now, warning=True)
@@ -411,7 +419,12 @@ class _Stream:
             return _Refusal(SESSION_MISSING)
         if php_empty(taken.message) and not taken.images:
             return _Refusal(EMPTY_MESSAGE)
-        return self._fault_refusal() or _Accepted(taken, (session, conversation))
+        refused = self._fault_refusal()
+        if refused is not None:
+            return refused
+        if len(session) > SESSION_ID_CHARS or len(conversation) > CONVERSATION_ID_CHARS:
+            return _Refusal(LOG_FAILED)
+        return _Accepted(taken, (session, conversation))
 
     def _fault_refusal(self) -> _Refusal | None:
         """Quota and moderation faults: refused before the message is logged."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Literal
@@ -26,6 +27,7 @@ __all__ = [
     "Miss",
     "SseCache",
     "StoredMessage",
+    "collation_key",
 ]
 
 #: The plugin's cron deletes expired keys hourly; until then they read as "expired".
@@ -117,23 +119,37 @@ class SseCache:
             self._entries.popitem(last=False)
 
 
+def collation_key(text: str) -> str:
+    """How MySQL's ``utf8mb4_unicode_520_ci`` compares ids: without case or accents."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 class ConversationStore(Mapping[ConversationKey, list[StoredMessage]]):
     """The site's chat log, per ``(session_id, conversation_uuid)``, oldest message first.
 
+    Ids match as the plugin's table matches them (:func:`collation_key`): ``Sess`` and
+    ``sess`` are one session; a conversation keeps the spelling it was first logged under.
     Reading gives copies. The least recently written conversations go first beyond ``limit``.
     """
 
     def __init__(self, limit: int = 10_000) -> None:
         self._lock = threading.Lock()
-        self._threads: OrderedDict[ConversationKey, list[StoredMessage]] = OrderedDict()
+        self._threads: OrderedDict[ConversationKey, tuple[ConversationKey, list[StoredMessage]]]
+        self._threads = OrderedDict()
         self._limit = limit
+
+    @staticmethod
+    def _fold(key: ConversationKey) -> ConversationKey:
+        return collation_key(key[0]), collation_key(key[1])
 
     def append(self, key: ConversationKey, role: str, content: str) -> None:
         """Log one message at the end of conversation ``key``."""
+        folded = self._fold(key)
         with self._lock:
-            thread = self._threads.pop(key, [])
+            spelling, thread = self._threads.pop(folded, (key, []))
             thread.append({"role": role, "content": content})
-            self._threads[key] = thread
+            self._threads[folded] = (spelling, thread)
             while len(self._threads) > self._limit:
                 self._threads.popitem(last=False)
 
@@ -143,12 +159,19 @@ class ConversationStore(Mapping[ConversationKey, list[StoredMessage]]):
             self._threads.clear()
 
     def __getitem__(self, key: ConversationKey) -> list[StoredMessage]:
+        folded = self._fold(key)
         with self._lock:
-            return [dict(message) for message in self._threads[key]]
+            return [dict(message) for message in self._threads[folded][1]]
+
+    def __contains__(self, key: object) -> bool:
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key)):
+            return False
+        with self._lock:
+            return self._fold(key) in self._threads
 
     def __iter__(self) -> Iterator[ConversationKey]:
         with self._lock:
-            return iter(list(self._threads))
+            return iter([spelling for spelling, _ in self._threads.values()])
 
     def __len__(self) -> int:
         with self._lock:
