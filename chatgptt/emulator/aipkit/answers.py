@@ -383,7 +383,9 @@ class _Stream:
                 end.append(done_frame())
             return _sse([*self.frames, *deltas[: self._after_tokens()], *end])
         conversations.append(checked.key, "assistant", kses_post(answer))
-        if self._fault_is("warning", "named_event"):
+        if self._fault_is("warning") or (
+            self._fault_is("named_event") and self._where() == "inside"
+        ):
             extra = (
                 error_frame(self._fault_message(), self.now, warning=True)
                 if self._fault_is("warning")
