@@ -28,7 +28,13 @@ from chatgptt.emulator.config import (
     PAGE_STYLES,
     EmulatorConfig,
 )
-from chatgptt.emulator.faults import FAULT_KINDS, Fault, parse_fault, validation_message
+from chatgptt.emulator.faults import (
+    FAULT_KINDS,
+    Fault,
+    fault_syntax,
+    parse_fault,
+    validation_message,
+)
 from chatgptt.emulator.model import Model, echo_model, recap_model
 from chatgptt.emulator.server import DEFAULT_HOST, DEFAULT_PORT, run
 
@@ -54,7 +60,13 @@ def _on_off(text: str) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the emulator's options to ``parser``."""
+    """Add the emulator's options to ``parser`` (and the fault kinds to its help)."""
+    if parser.epilog is None:
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.epilog = (
+            "fault kinds (--fault KIND[=VALUE][,NAME=VALUE...]; each also takes target= and "
+            "times=;\nsee chatgptt.emulator.faults for what they do):\n" + fault_syntax()
+        )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free)")
     parser.add_argument("--mode", choices=MODES, default="sse", help="stream (sse) or json")

@@ -80,6 +80,7 @@ __all__ = [
     "MalformedVariant",
     "RequestKind",
     "Target",
+    "fault_syntax",
     "format_fault",
     "parse_fault",
     "validation_message",
@@ -475,6 +476,23 @@ def parse_fault(spec: str) -> Fault:
         return Fault(kind=kind, **fields)  # type: ignore[arg-type]  # values checked by attrs
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad fault spec {spec!r}: {validation_message(exc)}") from None
+
+
+def fault_syntax() -> str:
+    """One line per fault kind: its ``--fault`` form and parameters (for ``--help``)."""
+    lines = []
+    for kind in FAULT_KINDS:
+        primary = _PRIMARY.get(kind)
+        head: str
+        if primary is None:
+            head = kind
+        elif primary in _REQUIRED.get(kind, ()):
+            head = f"{kind}={primary.upper()}"
+        else:
+            head = f"{kind}[={primary.upper()}]"
+        others = "".join(f"[,{name}=...]" for name in _PARAMETERS[kind] if name != primary)
+        lines.append(f"  {head}{others}")
+    return "\n".join(lines)
 
 
 def format_fault(fault: Fault) -> str:
