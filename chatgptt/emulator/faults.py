@@ -27,8 +27,11 @@ On an AIPKit site (``dialect="aipkit"``) a chat takes up to three AJAX requests,
 ``target`` can pick: ``nonce`` (``aipkit_get_frontend_chat_nonce``), ``cache`` (step 1,
 ``aipkit_cache_sse_message``) and ``stream`` (step 2, ``aipkit_frontend_chat_stream``);
 ``ajax`` hits the first AJAX request of any kind, ``page`` the landing page. The kinds that
-shape an answer only ever hit the stream. There the kinds above become the plugin's own
-forms (token positions count ``{"delta":…}`` frames):
+shape an answer only ever hit the stream, and so do, with an ``ajax`` or ``any`` target,
+faults placed by token position (``drop`` with ``after_tokens``, ``stall`` with
+``where=inside``): a fault suite written for the classic dialect keeps its meaning. On the
+stream the kinds above become the plugin's own forms (token positions count
+``{"delta":…}`` frames):
 
 - ``malformed``: ``invalid_json`` (an unfinished delta frame), ``no_done`` (the stream
   closes after the last delta), ``truncated_end`` (the ``done`` frame cut in half),
@@ -300,16 +303,25 @@ class Fault:
             if self.kind == "done_data" and not isinstance(value, dict):
                 raise ValueError(f"done_data's data must be a JSON object, got {self.data!r}")
 
+    @property
+    def _by_token(self) -> bool:
+        """Placed by token position: it means the request that streams the answer."""
+        return (self.kind == "drop" and self.after_tokens is not None) or (
+            self.kind == "stall" and self.where == "inside"
+        )
+
     def hits(self, request: RequestKind) -> bool:
         """Whether this fault may hit a request of this kind.
 
         ``ajax`` and ``any`` targets hit AIPKit's AJAX requests too, but an answer-shaping
-        kind waits for the request that answers (an AIPKit stream, a classic chat POST), and
-        an AIPKit-only kind for an AIPKit stream.
+        kind or a fault placed by token position waits for the request that answers (an
+        AIPKit stream, a classic chat POST), and an AIPKit-only kind for an AIPKit stream.
         """
         if request == "page" and self.kind in AJAX_ONLY_KINDS | AIPKIT_ONLY_KINDS:
             return False
         if request in ("cache", "nonce") and self.kind in ANSWER_KINDS:
+            return False
+        if request in ("cache", "nonce") and self.target in ("ajax", "any") and self._by_token:
             return False
         if request == "ajax" and self.kind in AIPKIT_ONLY_KINDS:
             return False

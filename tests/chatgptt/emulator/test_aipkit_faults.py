@@ -97,6 +97,38 @@ async def test_drop_the_stream_after_two_tokens(make: MakeGuest) -> None:
     )
 
 
+async def test_a_classic_drop_spec_means_the_stream(make: MakeGuest) -> None:
+    """``drop,after_tokens=N`` with the default target skips step 1: it means the answer."""
+    guest = await make(Fault(kind="drop", after_tokens=1))
+    key = await guest.key()
+    async with guest.client.get(guest.ajax, params=guest.stream_query(key)) as response:
+        body, broken = await read_until_broken(response)
+    assert broken
+    assert summary(parse_events(body)) == ["message_start", "delta"]
+
+
+@pytest.mark.parametrize("after_bytes", [0, 100, 4101, 4140])
+async def test_drop_the_stream_after_bytes(make: MakeGuest, after_bytes: int) -> None:
+    """The connection breaks after exactly that many body bytes (4101: after the padding)."""
+    guest = await make(Fault(kind="drop", after_bytes=after_bytes, target="stream"))
+    key = await guest.key()
+    async with guest.client.get(guest.ajax, params=guest.stream_query(key)) as response:
+        body, broken = await read_until_broken(response)
+    assert broken
+    assert len(body) == after_bytes
+    assert (PADDING + b"event: message_start\ndata: ").startswith(body) or body.startswith(
+        PADDING + b"event: message_start\ndata: "
+    )
+
+
+async def test_drop_step_one_after_bytes(make: MakeGuest) -> None:
+    guest = await make(Fault(kind="drop", after_bytes=10, target="cache"))
+    form = {"action": "aipkit_cache_sse_message", "_ajax_nonce": guest.nonce, "message": "x"}
+    async with guest.client.post(guest.ajax, data=form) as response:
+        body, broken = await read_until_broken(response)
+    assert (body, broken) == (b'{"success"', True)
+
+
 async def test_status_on_step_one_only(make: MakeGuest) -> None:
     guest = await make(Fault(kind="status", status=503, retry_after="7", target="cache", times=2))
     for _ in range(2):
