@@ -3,7 +3,10 @@
 - ``emulator``: a started :class:`~chatgptt.emulator.ThreadedEmulator` (no token delay),
   stopped after the test.
 - ``emulator_factory``: makes more of them, with any config and faults; all are stopped
-  after the test.
+  after the test. ``emulator_factory(dialect="aipkit")`` serves the AIPKit site.
+- ``aipkit_emulator``: a started AIPKit-dialect emulator (no token delay) whose clock is a
+  :class:`~chatgptt.emulator.ManualClock` (``aipkit_emulator.config.clock.advance(61)``
+  expires the cache keys without sleeping).
 - :func:`provider_for`: a ``ChatGptt`` subclass pointed at an emulator.
 
 The emulators run in their own thread and loop, so the fixtures are plain (sync) fixtures
@@ -18,9 +21,9 @@ from typing import Any
 import attrs
 import pytest
 
-from chatgptt.emulator import EmulatorConfig, Fault, ThreadedEmulator, start_in_thread
+from chatgptt.emulator import EmulatorConfig, Fault, ManualClock, ThreadedEmulator, start_in_thread
 
-__all__ = ["EmulatorFactory", "emulator", "emulator_factory", "provider_for"]
+__all__ = ["EmulatorFactory", "aipkit_emulator", "emulator", "emulator_factory", "provider_for"]
 
 
 def provider_for(emulator: Any, name: str = "Emulated", **attributes: Any) -> type[Any]:
@@ -79,3 +82,9 @@ def emulator_factory() -> Iterator[EmulatorFactory]:
 def emulator(emulator_factory: EmulatorFactory) -> ThreadedEmulator:
     """A started site emulator (SSE mode, no token delay) on a free loopback port."""
     return emulator_factory()
+
+
+@pytest.fixture
+def aipkit_emulator(emulator_factory: EmulatorFactory) -> ThreadedEmulator:
+    """A started AIPKit-dialect site emulator (inline page, no token delay, manual clock)."""
+    return emulator_factory(dialect="aipkit", clock=ManualClock())

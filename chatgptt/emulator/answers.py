@@ -109,8 +109,7 @@ def answer_ajax(state: EmulatorState, request: AjaxRequest, fault: Fault | None 
     action = fields.get("action")
     if not action:
         return ajax_html(400, "0", before_admin_init=True)
-    # An AIPKit site (plugin 2.3+) no longer knows the classic actions.
-    if action not in CHAT_ACTIONS or config.page_style == "aipkit":
+    if action not in CHAT_ACTIONS:
         return ajax_html(400, "0")
     if not state.nonces.verify(fields.get("_wpnonce")):
         return _nonce_rejection(config, request.referer())

@@ -14,6 +14,8 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from chatgptt.emulator.aipkit.answers import AipkitRequest, answer_aipkit, request_kind
+from chatgptt.emulator.aipkit.pages import AipkitPageContext, render_aipkit_landing
 from chatgptt.emulator.answers import AjaxRequest, answer_ajax
 from chatgptt.emulator.config import EmulatorConfig
 from chatgptt.emulator.faults import Fault
@@ -113,24 +115,40 @@ async def _handle_landing(
         return _refuse(request)
     reply = _fault_page(request, fault)
     if reply is None:
-        base_url = _base_url(request)
+        reply = _landing_page(request, state, config, front_page=front_page)
+    return await send_reply(request, reply, _delivery(fault, config), pause)
+
+
+def _landing_page(
+    request: web.Request, state: EmulatorState, config: EmulatorConfig, *, front_page: bool
+) -> Reply:
+    base_url = _base_url(request)
+    if config.dialect == "aipkit":
+        # The captured AIPKit page is the site's front page: one page at every landing path.
+        aipkit_page = AipkitPageContext(
+            base_url=base_url,
+            ajax_url=base_url + config.ajax_path,
+            nonce=state.nonces.create(AIPKIT_NONCE_ACTION),
+            bot_id=config.aipkit_bot_id,
+            post_id=config.post_id,
+            page=config.aipkit_page,
+            stream_enabled=config.aipkit_stream_enabled,
+        )
+        text = render_aipkit_landing(aipkit_page)
+        front_page = True
+    else:
         page = PageContext(
             base_url=base_url,
             ajax_url=base_url + config.ajax_path,
             nonce=state.nonces.current,
             image_nonce=state.nonces.create(IMAGE_NONCE_ACTION),
-            aipkit_nonce=state.nonces.create(AIPKIT_NONCE_ACTION),
             post_id=config.post_id,
             bot_id=config.bot_id,
             front_page=front_page,
         )
-        links = landing_links(base_url, config.post_id, front_page)
-        reply = html_page(
-            200,
-            render_landing(config.page_style, page),
-            headers=[("Link", link) for link in links],
-        )
-    return await send_reply(request, reply, _delivery(fault, config), pause)
+        text = render_landing(config.page_style, page)
+    links = landing_links(base_url, config.post_id, front_page)
+    return html_page(200, text, headers=[("Link", link) for link in links])
 
 
 async def _handle_ajax(
@@ -141,7 +159,7 @@ async def _handle_ajax(
     form = await _read_form(request)
     if state.requests.maxlen:
         state.requests.append(_record(request, form=form))
-    fault = state.faults.take("ajax")
+    fault = state.faults.take(request_kind(config, {**query, **form}))
     pause = _pause_for(request)
     stall = _stall_before(fault)
     if stall is not None and not await pause(stall):
@@ -150,13 +168,23 @@ async def _handle_ajax(
     if reply is None:
         if fault is not None and fault.kind == "expire_nonce":
             state.rotate_nonce()
+        if config.dialect == "aipkit":
+            aipkit = AipkitRequest(
+                query=query,
+                form=form,
+                origin=request.headers.get("Origin"),
+                site_netloc=request.host,
+                site_scheme=request.scheme,
+            )
+            reply = answer_aipkit(state, aipkit, fault)
+        else:
 
-        def referer() -> str | None:
-            found = _same_site_referer(request)
-            return None if found is None else _esc_url(found)
+            def referer() -> str | None:
+                found = _same_site_referer(request)
+                return None if found is None else _esc_url(found)
 
-        ajax = AjaxRequest(query=query, form=form, referer=referer)
-        reply = answer_ajax(state, ajax, fault)
+            ajax = AjaxRequest(query=query, form=form, referer=referer)
+            reply = answer_ajax(state, ajax, fault)
     return await send_reply(request, reply, _delivery(fault, config), pause)
 
 

@@ -1,4 +1,17 @@
-"""The emulator's command-line options, for ``chatgptt emulator`` and ``python -m``."""
+"""The emulator's command-line options, for ``chatgptt emulator`` and ``python -m``.
+
+``--dialect aipkit`` serves the AIPKit site (plugin 2.3+) instead of the classic one; the
+``--aipkit-*`` options shape it. ``--fault SPEC`` (repeatable) scripts faults; the spec
+syntax is :func:`chatgptt.emulator.faults.parse_fault`'s, e.g.::
+
+    --fault 'status=503,times=2,retry_after=1'      the next two AJAX requests get 503
+    --fault 'challenge,target=page'                 a Cloudflare challenge on the page
+    --fault 'drop,after_tokens=2,target=stream'     AIPKit: cut step 2 after two deltas
+    --fault 'expire_nonce,target=cache'             AIPKit: step 1 sees a stale nonce
+    --fault 'quota'                                 AIPKit: the quota error on step 2
+    --fault 'error_event=Boom,where=inside,after_tokens=1'
+    --fault 'named_event=citations,data=[]'
+"""
 
 from __future__ import annotations
 
@@ -6,13 +19,22 @@ import argparse
 import sys
 
 from chatgptt.emulator.config import (
+    AIPKIT_API_MODES,
+    AIPKIT_PAGES,
     DEFAULT_AJAX_PATH,
+    DIALECTS,
     MODES,
     NONCE_STYLES,
     PAGE_STYLES,
     EmulatorConfig,
 )
-from chatgptt.emulator.faults import Fault, parse_fault, validation_message
+from chatgptt.emulator.faults import (
+    FAULT_KINDS,
+    Fault,
+    fault_syntax,
+    parse_fault,
+    validation_message,
+)
 from chatgptt.emulator.model import Model, echo_model, recap_model
 from chatgptt.emulator.server import DEFAULT_HOST, DEFAULT_PORT, run
 
@@ -29,8 +51,22 @@ def _fault_argument(spec: str) -> Fault:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "true", "1", "yes"):
+        return True
+    if text.lower() in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the emulator's options to ``parser``."""
+    """Add the emulator's options to ``parser`` (and the fault kinds to its help)."""
+    if parser.epilog is None:
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.epilog = (
+            "fault kinds (--fault KIND[=VALUE][,NAME=VALUE...]; each also takes target= and "
+            "times=;\nsee chatgptt.emulator.faults for what they do):\n" + fault_syntax()
+        )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free)")
     parser.add_argument("--mode", choices=MODES, default="sse", help="stream (sse) or json")
@@ -62,8 +98,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_fault_argument,
         default=[],
         metavar="SPEC",
-        help="scripted fault, repeatable, e.g. 'status=503,times=2,retry_after=1', "
-        "'challenge,target=page', 'drop,after_tokens=3', 'stall=5,where=inside'",
+        help="scripted fault, repeatable: KIND[=VALUE][,NAME=VALUE...] with KIND one of "
+        f"{', '.join(FAULT_KINDS)}; NAME target (ajax, page, any; AIPKit: cache, stream, "
+        "nonce), times (N or every) or the kind's parameters. E.g. "
+        "'status=503,times=2,retry_after=1', 'challenge,target=page', 'drop,after_tokens=3', "
+        "'stall=5,where=inside', 'drop,after_tokens=2,target=stream', 'quota', "
+        "'error_event=Boom,where=inside,after_tokens=1'. Escape , and = in values as \\, \\=",
+    )
+    aipkit = parser.add_argument_group("AIPKit site (--dialect aipkit)")
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="classic",
+        help="the plugin's protocol: classic (wpaicg_*, up to 2.2) or aipkit (2.3+)",
+    )
+    aipkit.add_argument(
+        "--aipkit-page", choices=AIPKIT_PAGES, default="inline", help="inline or popup chat"
+    )
+    aipkit.add_argument(
+        "--aipkit-api-mode",
+        choices=AIPKIT_API_MODES,
+        default="chat_completions",
+        help="responses adds the status and openai_response_id events",
+    )
+    aipkit.add_argument("--aipkit-bot-id", default="5", metavar="N", help="the bot's id")
+    aipkit.add_argument(
+        "--aipkit-history",
+        type=int,
+        default=15,
+        metavar="N",
+        help="stored messages the model sees (the bot's max_messages)",
+    )
+    aipkit.add_argument(
+        "--aipkit-cache-ttl",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a step-1 cache key lives",
+    )
+    aipkit.add_argument(
+        "--aipkit-stream-enabled",
+        type=_on_off,
+        default=None,
+        metavar="on|off",
+        help="serve a 2.3-era page whose data-config has streamEnabled",
     )
 
 
@@ -80,6 +158,13 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
             nonce_style=ns.nonce_style,
             model=MODELS[getattr(ns, "model", "echo")],
             request_log_limit=getattr(ns, "request_log", 200),
+            dialect=getattr(ns, "dialect", "classic"),
+            aipkit_page=getattr(ns, "aipkit_page", "inline"),
+            aipkit_api_mode=getattr(ns, "aipkit_api_mode", "chat_completions"),
+            aipkit_bot_id=getattr(ns, "aipkit_bot_id", "5"),
+            aipkit_history_limit=getattr(ns, "aipkit_history", 15),
+            aipkit_cache_ttl=getattr(ns, "aipkit_cache_ttl", 60.0),
+            aipkit_stream_enabled=getattr(ns, "aipkit_stream_enabled", None),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(validation_message(exc)) from None

@@ -22,10 +22,47 @@ The kinds (token positions count streamed content pieces; JSON bodies have none)
   with ``[LIMITED]``); in JSON mode the error JSON.
 - ``control``: a control frame with ``flag`` (and ``message``); in JSON mode its JSON form.
 - ``error_object``: a ``{"error":{"message":…}}`` frame; in JSON mode the error JSON.
+
+On an AIPKit site (``dialect="aipkit"``) a chat takes up to three AJAX requests, which
+``target`` can pick: ``nonce`` (``aipkit_get_frontend_chat_nonce``), ``cache`` (step 1,
+``aipkit_cache_sse_message``) and ``stream`` (step 2, ``aipkit_frontend_chat_stream``);
+``ajax`` hits the first AJAX request of any kind, ``page`` the landing page. The kinds that
+shape an answer only ever hit the stream, and so do, with an ``ajax`` or ``any`` target,
+faults placed by token position (``drop`` with ``after_tokens``, ``stall`` with
+``where=inside``): a fault suite written for the classic dialect keeps its meaning. On the
+stream the kinds above become the plugin's own forms (token positions count
+``{"delta":…}`` frames):
+
+- ``malformed``: ``invalid_json`` (an unfinished delta frame), ``no_done`` (the stream
+  closes after the last delta), ``truncated_end`` (the ``done`` frame cut in half),
+  ``invalid_utf8`` (a delta with bytes that are not UTF-8); ``limited`` has no AIPKit form.
+- ``error_words``: the upstream-error relay, ``message_start`` then ``error`` "API Error:
+  <message> (Code: invalid_api_key)" and a close without ``done``.
+- ``error_object``: an upstream error chunk, ``message_start`` then ``error`` "<message>",
+  no ``done``.
+- ``control``: ``tokenLimitReached`` is the quota error (below); ``ipBanned``,
+  ``messageFlagged`` (banned words), ``modflag`` (moderation) and ``pineconeError`` are
+  ``error`` + ``done`` with the plugin's messages.
+
+and five kinds exist for AIPKit streams only:
+
+- ``error_event``: an ``error`` frame with ``message``, ``where=before`` (default: before
+  ``message_start``) or ``where=inside`` (after ``after_tokens`` deltas); followed by
+  ``done`` unless ``done=false`` (default: ``done`` before, none inside, as the plugin does).
+- ``quota``: the quota error, ``error`` + ``done`` with ``quota_notice`` (``notice=false``:
+  without it, as before 2.4.5); ``message`` replaces "You have reached your quota…".
+- ``warning``: a non-fatal ``warning`` frame after ``after_tokens`` deltas; the answer goes on.
+- ``named_event``: any other named event (``event=NAME``, ``data=JSON``, default ``{}``):
+  ``status``, ``citations``, ``grounding_metadata`` or one no client knows; ``where=before``
+  puts it before ``message_start``, else after ``after_tokens`` deltas.
+- ``done_data``: the ``done`` frame carries ``data`` (a JSON object; default: ``finished``
+  with ``grounding_metadata`` and ``citations``).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any, Literal, get_args
@@ -33,7 +70,9 @@ from typing import Any, Literal, get_args
 import attrs
 
 __all__ = [
+    "AIPKIT_ONLY_KINDS",
     "AJAX_ONLY_KINDS",
+    "ANSWER_KINDS",
     "CONTROL_FLAGS",
     "FAULT_KINDS",
     "MALFORMED_VARIANTS",
@@ -44,6 +83,7 @@ __all__ = [
     "MalformedVariant",
     "RequestKind",
     "Target",
+    "fault_syntax",
     "format_fault",
     "parse_fault",
     "validation_message",
@@ -59,11 +99,17 @@ FaultKind = Literal[
     "error_words",
     "control",
     "error_object",
+    "error_event",
+    "quota",
+    "warning",
+    "named_event",
+    "done_data",
 ]
-#: Which requests a fault may hit: the landing page, the AJAX endpoint, or either.
-Target = Literal["page", "ajax", "any"]
-#: What a request is, for matching faults against it.
-RequestKind = Literal["page", "ajax"]
+#: Which requests a fault may hit: the landing page, the AJAX endpoint, either, or one of
+#: an AIPKit chat's AJAX requests (``cache``: step 1, ``stream``: step 2, ``nonce``).
+Target = Literal["page", "ajax", "any", "cache", "stream", "nonce"]
+#: What a request is, for matching faults against it (``ajax``: any other AJAX request).
+RequestKind = Literal["page", "ajax", "cache", "stream", "nonce"]
 MalformedVariant = Literal["invalid_json", "limited", "no_done", "truncated_end", "invalid_utf8"]
 ControlFlag = Literal["tokenLimitReached", "messageFlagged", "ipBanned", "pineconeError", "modflag"]
 StallPoint = Literal["before", "inside"]
@@ -77,6 +123,14 @@ STALL_POINTS: tuple[StallPoint, ...] = get_args(StallPoint)
 AJAX_ONLY_KINDS: frozenset[FaultKind] = frozenset(
     {"expire_nonce", "malformed", "error_words", "control", "error_object"}
 )
+#: Kinds for AIPKit streams only: they hit step 2 and nothing else.
+AIPKIT_ONLY_KINDS: frozenset[FaultKind] = frozenset(
+    {"error_event", "quota", "warning", "named_event", "done_data"}
+)
+#: Kinds that shape an answer: on an AIPKit site they hit the stream, never step 1 or the
+#: nonce endpoint.
+ANSWER_KINDS: frozenset[FaultKind] = (AJAX_ONLY_KINDS - {"expire_nonce"}) | AIPKIT_ONLY_KINDS
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 # The parameters each kind takes besides target and times; the first is its "kind=VALUE".
 _PARAMETERS: dict[FaultKind, tuple[str, ...]] = {
@@ -89,6 +143,11 @@ _PARAMETERS: dict[FaultKind, tuple[str, ...]] = {
     "error_words": ("message", "limited"),
     "control": ("flag", "message"),
     "error_object": ("message",),
+    "error_event": ("message", "where", "after_tokens", "done"),
+    "quota": ("message", "notice"),
+    "warning": ("message", "after_tokens"),
+    "named_event": ("event", "data", "where", "after_tokens"),
+    "done_data": ("data",),
 }
 _PRIMARY: dict[FaultKind, str] = {
     "status": "status",
@@ -98,12 +157,18 @@ _PRIMARY: dict[FaultKind, str] = {
     "error_words": "message",
     "control": "flag",
     "error_object": "message",
+    "error_event": "message",
+    "quota": "message",
+    "warning": "message",
+    "named_event": "event",
+    "done_data": "data",
 }
 _REQUIRED: dict[FaultKind, tuple[str, ...]] = {
     "status": ("status",),
     "stall": ("seconds",),
     "malformed": ("variant",),
     "control": ("flag",),
+    "named_event": ("event",),
 }
 _OPTIONAL_FIELDS = (
     "status",
@@ -117,8 +182,13 @@ _OPTIONAL_FIELDS = (
     "message",
     "limited",
     "flag",
+    "done",
+    "notice",
+    "event",
+    "data",
 )
-_DEFAULTS: dict[str, object] = dict.fromkeys(_OPTIONAL_FIELDS) | {"limited": False}
+_DEFAULTS: dict[str, object] = dict.fromkeys(_OPTIONAL_FIELDS) | {"limited": False, "notice": True}
+_BOOLEANS = frozenset({"limited", "done", "notice"})
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -134,8 +204,9 @@ class Fault:
 
     Args:
         kind: what goes wrong (the module's docstring lists them).
-        target: ``ajax`` (default), ``page`` or ``any``. Kinds in :data:`AJAX_ONLY_KINDS`
-            never hit a page.
+        target: ``ajax`` (default), ``page``, ``any``, or on an AIPKit site ``cache``,
+            ``stream`` or ``nonce``. Kinds in :data:`AJAX_ONLY_KINDS` never hit a page, those
+            in :data:`ANSWER_KINDS` only the request that answers (:meth:`hits`).
         times: how many matching requests it hits; ``None`` hits every one.
         status: HTTP status (``status``: required; ``challenge``: 403 or 503).
         retry_after: ``Retry-After`` value, seconds or an HTTP date (``status``).
@@ -143,11 +214,17 @@ class Fault:
         after_bytes: body bytes sent before the connection drops (``drop``).
         after_tokens: content pieces sent before the drop, the stall, or the malformed frame.
         seconds: how long a ``stall`` lasts.
-        where: ``before`` the headers (default) or ``inside`` the body (``stall``).
+        where: ``before`` the headers (default) or ``inside`` the body (``stall``);
+            before ``message_start`` or inside the answer (``error_event``, ``named_event``).
         variant: which ``malformed`` stream to send.
-        message: error text (``error_words``, ``error_object``) or control ``msg``.
+        message: error text (``error_words``, ``error_object``, ``error_event``, ``quota``,
+            ``warning``) or control ``msg``.
         limited: end the ``error_words`` stream with ``data: [LIMITED]``.
         flag: the ``control`` frame's flag.
+        done: whether ``done`` follows an ``error_event`` (default: as the plugin does).
+        notice: whether a ``quota`` error carries ``quota_notice``.
+        event: a ``named_event``'s name.
+        data: JSON text: a ``named_event``'s data or a ``done_data`` payload.
     """
 
     kind: FaultKind = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
@@ -171,6 +248,10 @@ class Fault:
     flag: ControlFlag | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.in_(CONTROL_FLAGS))
     )
+    done: bool | None = None
+    notice: bool = True
+    event: str | None = None
+    data: str | None = None
 
     @times.validator
     def _check_times(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:
@@ -197,12 +278,58 @@ class Fault:
             raise ValueError(f"{self.kind} fault only applies to the AJAX endpoint, not a page")
         if self.kind == "drop" and self.after_bytes is not None and self.after_tokens is not None:
             raise ValueError("drop fault takes after_bytes or after_tokens, not both")
+        self._check_aipkit_fields()
+
+    def _check_aipkit_fields(self) -> None:
+        if self.kind in ANSWER_KINDS and self.target in ("cache", "nonce"):
+            raise ValueError(f"{self.kind} fault shapes an answer: it only hits the stream")
+        if self.kind in AIPKIT_ONLY_KINDS and self.target == "page":
+            raise ValueError(f"{self.kind} fault only applies to an AIPKit stream")
+        if (
+            self.kind in ("error_event", "named_event")
+            and self.where == "before"
+            and self.after_tokens is not None
+        ):
+            raise ValueError(f"{self.kind} fault: after_tokens needs where=inside")
+        if self.event is not None and not _EVENT_NAME.fullmatch(self.event):
+            raise ValueError(f"event must be a name of letters, digits, _ . -, got {self.event!r}")
+        if self.data is not None:
+            try:
+                value = json.loads(self.data)
+            except ValueError:
+                raise ValueError(f"data must be JSON text, got {self.data!r}") from None
+            if "\n" in self.data or "\r" in self.data:
+                raise ValueError("data must be one line of JSON (a newline ends an SSE field)")
+            if self.kind == "done_data" and not isinstance(value, dict):
+                raise ValueError(f"done_data's data must be a JSON object, got {self.data!r}")
+
+    @property
+    def _by_token(self) -> bool:
+        """Placed by token position: it means the request that streams the answer."""
+        return (self.kind == "drop" and self.after_tokens is not None) or (
+            self.kind == "stall" and self.where == "inside"
+        )
 
     def hits(self, request: RequestKind) -> bool:
-        """Whether this fault may hit a request of this kind."""
-        if request == "page" and self.kind in AJAX_ONLY_KINDS:
+        """Whether this fault may hit a request of this kind.
+
+        ``ajax`` and ``any`` targets hit AIPKit's AJAX requests too, but an answer-shaping
+        kind or a fault placed by token position waits for the request that answers (an
+        AIPKit stream, a classic chat POST), and an AIPKit-only kind for an AIPKit stream.
+        """
+        if request == "page" and self.kind in AJAX_ONLY_KINDS | AIPKIT_ONLY_KINDS:
             return False
-        return self.target in ("any", request)
+        if request in ("cache", "nonce") and self.kind in ANSWER_KINDS:
+            return False
+        if request in ("cache", "nonce") and self.target in ("ajax", "any") and self._by_token:
+            return False
+        if request == "ajax" and self.kind in AIPKIT_ONLY_KINDS:
+            return False
+        if self.target == "any":
+            return True
+        if self.target == "ajax":
+            return request != "page"
+        return self.target == request
 
 
 @attrs.define
@@ -305,9 +432,9 @@ def _convert(kind: FaultKind, name: str, raw: str) -> object:
             return float(raw)
     except ValueError:
         raise ValueError(f"{kind} fault: {name}={raw!r} is not a number") from None
-    if name == "limited":
+    if name in _BOOLEANS:
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"{kind} fault: limited={raw!r} is not true or false")
+            raise ValueError(f"{kind} fault: {name}={raw!r} is not true or false")
         return raw.lower() in ("true", "1", "yes")
     return raw
 
@@ -318,8 +445,10 @@ def parse_fault(spec: str) -> Fault:
     A spec is ``KIND[=VALUE]`` followed by ``,NAME=VALUE`` items. ``VALUE`` after the kind is
     its main parameter: ``status=503``, ``challenge=503``, ``stall=5`` (seconds),
     ``malformed=limited``, ``control=ipBanned``, ``error_words=Some message``,
-    ``error_object=Some message``. ``times=every`` hits every request. Write ``\\,`` and
-    ``\\=`` for a literal comma or equals sign (e.g. in an HTTP date).
+    ``error_object=Some message``, ``error_event=Some message``, ``quota=Some message``,
+    ``warning=Some message``, ``named_event=citations``, ``done_data={"finished":true}``.
+    ``times=every`` hits every request. Write ``\\,`` and ``\\=`` for a literal comma or
+    equals sign (e.g. in an HTTP date or JSON data).
 
     Raises:
         ValueError: naming the part of the spec that is wrong.
@@ -359,6 +488,23 @@ def parse_fault(spec: str) -> Fault:
         return Fault(kind=kind, **fields)  # type: ignore[arg-type]  # values checked by attrs
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad fault spec {spec!r}: {validation_message(exc)}") from None
+
+
+def fault_syntax() -> str:
+    """One line per fault kind: its ``--fault`` form and parameters (for ``--help``)."""
+    lines = []
+    for kind in FAULT_KINDS:
+        primary = _PRIMARY.get(kind)
+        head: str
+        if primary is None:
+            head = kind
+        elif primary in _REQUIRED.get(kind, ()):
+            head = f"{kind}={primary.upper()}"
+        else:
+            head = f"{kind}[={primary.upper()}]"
+        others = "".join(f"[,{name}=...]" for name in _PARAMETERS[kind] if name != primary)
+        lines.append(f"  {head}{others}")
+    return "\n".join(lines)
 
 
 def format_fault(fault: Fault) -> str:

@@ -67,7 +67,6 @@ class PageContext:
     ajax_url: str
     nonce: str
     image_nonce: str
-    aipkit_nonce: str
     post_id: str
     bot_id: str
     front_page: bool
@@ -80,15 +79,10 @@ def _template(name: str) -> Template:
 
 
 def render_landing(style: PageStyle, page: PageContext) -> str:
-    """The landing page in ``style`` for this server and request."""
-    if style == "aipkit":
-        return _template("aipkit.html").substitute(
-            base_url=page.base_url,
-            base_url_escaped=page.base_url.replace("/", "\\/"),
-            base_url_encoded=quote(page.base_url, safe=""),
-            nonce=page.aipkit_nonce,
-            post_id=page.post_id,
-        )
+    """The landing page in ``style`` for this server and request.
+
+    AIPKit pages are :func:`chatgptt.emulator.aipkit.render_aipkit_landing`'s.
+    """
     params_script = _template("params_script.html").substitute(
         ajax_url_json=php_json_encode(page.ajax_url), nonce=page.nonce
     )

@@ -254,6 +254,12 @@ def start_in_thread(
     return ThreadedEmulator(config, faults, host=host, port=port).start()
 
 
+def _describe(config: EmulatorConfig) -> str:
+    if config.dialect == "aipkit":
+        return f"dialect aipkit, {config.aipkit_page} page"
+    return f"mode {config.mode}"
+
+
 def run(
     config: EmulatorConfig | None = None,
     host: str = DEFAULT_HOST,
@@ -279,7 +285,7 @@ async def _serve_until_signalled(
             handled.append(signum)
     try:
         print(
-            f"emulator listening on {_url(host, server.port)} (mode {server.config.mode})",
+            f"emulator listening on {_url(host, server.port)} ({_describe(server.config)})",
             file=sys.stderr,
             flush=True,
         )

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from chatgptt.emulator.aipkit.store import ConversationStore, SseCache
 from chatgptt.emulator.config import EmulatorConfig
 from chatgptt.emulator.faults import Fault, FaultPlan
 from chatgptt.emulator.nonces import NonceBook
@@ -44,6 +45,15 @@ class EmulatorState:
       model, in order (each a list of ``{"role", "content"}`` dicts, like the captures'
       ``upstream-received.json``).
     - ``requests``: the last ``config.request_log_limit`` requests, as :class:`RequestRecord`.
+
+    And for an AIPKit site (``config.dialect == "aipkit"``):
+
+    - ``conversations``: the chat log, ``conversations[(session_id, conversation_uuid)]`` a
+      list of ``{"role": "user" | "assistant", "content"}`` (the ids as the plugin
+      sanitises them: the conversation id lower-cased).
+    - ``sse_cache``: the step-1 cache keys not yet used (``key in sse_cache``, ``len``).
+    - ``nonce_fetches`` / ``cache_posts`` / ``stream_gets``: the AIPKit AJAX requests seen
+      (``aipkit_get_frontend_chat_nonce``, step 1, step 2), whatever their outcome.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, faults: Iterable[Fault] = ()) -> None:
@@ -55,6 +65,11 @@ class EmulatorState:
         # Bounded like the request log: a long-running emulator must not grow forever.
         self.received: deque[list[dict[str, str]]] = deque(maxlen=self.config.request_log_limit)
         self.requests: deque[RequestRecord] = deque(maxlen=self.config.request_log_limit)
+        self.conversations = ConversationStore()
+        self.sse_cache = SseCache()
+        self.nonce_fetches = 0
+        self.cache_posts = 0
+        self.stream_gets = 0
 
     @property
     def nonce(self) -> str:

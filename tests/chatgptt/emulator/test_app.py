@@ -294,13 +294,30 @@ async def test_search_nonce_and_image_nonce(
         assert response.status == 403
 
 
-async def test_aipkit_site_refuses_classic_actions(client: aiohttp.ClientSession) -> None:
-    """A site on plugin 2.3+ (AIPKit page) answers the classic action with ``400 0``."""
+@pytest.mark.parametrize("action", ["wpaicg_chat_shortcode_message", "wpaicg_chatbox_message"])
+async def test_aipkit_site_refuses_classic_actions(
+    client: aiohttp.ClientSession, action: str
+) -> None:
+    """A site on plugin 2.3+ (the AIPKit dialect) answers the classic actions with ``400 0``."""
     async with (
-        EmulatorServer(EmulatorConfig(page_style="aipkit")) as site,
-        client.post(site.url + AJAX, data=chat_form(site.nonce)) as response,
+        EmulatorServer(EmulatorConfig(dialect="aipkit")) as site,
+        client.post(site.url + AJAX, data=chat_form(site.nonce, action=action)) as response,
     ):
         assert (response.status, await response.text()) == (400, "0")
+    assert list(site.state.received) == []
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["aipkit_cache_sse_message", "aipkit_frontend_chat_stream", "aipkit_get_frontend_chat_nonce"],
+)
+async def test_classic_site_refuses_aipkit_actions(
+    site: EmulatorServer, client: aiohttp.ClientSession, action: str
+) -> None:
+    form = {"action": action, "_ajax_nonce": site.nonce, "bot_id": "5", "message": "Hello"}
+    async with client.post(site.url + AJAX, data=form) as response:
+        assert (response.status, await response.text()) == (400, "0")
+    assert (site.state.cache_posts, site.state.stream_gets, site.state.nonce_fetches) == (0, 0, 0)
 
 
 async def test_custom_ajax_path(client: aiohttp.ClientSession) -> None:

@@ -69,3 +69,62 @@ def test_fault_specs_as_strings_are_accepted() -> None:
     ns = parse("--token-chars", "0")
     ns.fault = ["explode"]
     assert main_from_args(ns) == 2
+
+
+def test_aipkit_options() -> None:
+    ns = parse(
+        *("--dialect", "aipkit", "--aipkit-page", "popup", "--aipkit-api-mode", "responses"),
+        *("--aipkit-bot-id", "27623", "--aipkit-history", "4", "--aipkit-cache-ttl", "5"),
+        *("--aipkit-stream-enabled", "off"),
+        *("--fault", "drop,after_tokens=2,target=stream", "--fault", "quota,notice=false"),
+    )
+    config = config_from_args(ns)
+    assert (config.dialect, config.aipkit_page, config.aipkit_api_mode) == (
+        "aipkit",
+        "popup",
+        "responses",
+    )
+    assert (config.aipkit_bot_id, config.aipkit_history_limit, config.aipkit_cache_ttl) == (
+        "27623",
+        4,
+        5.0,
+    )
+    assert config.aipkit_stream_enabled is False
+    assert ns.fault == [
+        Fault(kind="drop", after_tokens=2, target="stream"),
+        Fault(kind="quota", notice=False),
+    ]
+
+
+def test_aipkit_defaults() -> None:
+    config = config_from_args(parse("--dialect", "aipkit"))
+    assert (config.dialect, config.aipkit_page, config.aipkit_bot_id) == ("aipkit", "inline", "5")
+    assert config.aipkit_stream_enabled is None
+    assert config_from_args(parse()).dialect == "classic"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--dialect", "modern"),
+        ("--aipkit-page", "sidebar"),
+        ("--aipkit-stream-enabled", "maybe"),
+        ("--fault", "quota,target=cache"),
+    ],
+)
+def test_bad_aipkit_options_are_usage_errors(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit):
+        parse(*argv)
+
+
+def test_bad_aipkit_bot_id_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_from_args(parse("--dialect", "aipkit", "--aipkit-bot-id", "0")) == 2
+    assert "aipkit_bot_id" in capsys.readouterr().err
+
+
+def test_help_documents_the_aipkit_faults() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = parser.format_help()
+    for word in ("--dialect", "target", "stream", "cache", "nonce", "error_event", "quota"):
+        assert word in text

@@ -30,11 +30,33 @@ def test_defaults_match_the_capture() -> None:
         ({"page_style": "fancy"}, "page_style"),
         ({"nonce_style": "401"}, "nonce_style"),
         ({"model": "echo"}, "model"),
+        ({"page_style": "aipkit"}, "page_style"),  # the dialect replaced it
+        ({"dialect": "modern"}, "dialect"),
+        ({"aipkit_page": "sidebar"}, "aipkit_page"),
+        ({"aipkit_api_mode": "assistants"}, "aipkit_api_mode"),
+        ({"aipkit_bot_id": "0"}, "aipkit_bot_id"),
+        ({"aipkit_bot_id": "five"}, "aipkit_bot_id"),
+        ({"aipkit_history_limit": -1}, "aipkit_history_limit"),
+        ({"aipkit_cache_ttl": 0}, "aipkit_cache_ttl"),
+        ({"aipkit_stream_enabled": "yes"}, "aipkit_stream_enabled"),
+        ({"clock": 5}, "clock"),
     ],
 )
 def test_bad_values_are_refused(changes: dict[str, object], named: str) -> None:
     with pytest.raises((ValueError, TypeError), match=named):
         EmulatorConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_aipkit_defaults_match_the_capture() -> None:
+    config = EmulatorConfig()
+    assert config.dialect == "classic"
+    assert (config.aipkit_page, config.aipkit_api_mode, config.aipkit_bot_id) == (
+        "inline",
+        "chat_completions",
+        "5",
+    )
+    assert (config.aipkit_history_limit, config.aipkit_cache_ttl) == (15, 60.0)
+    assert config.aipkit_instructions.endswith("Today's date is [date].")
 
 
 def test_secret_is_not_in_repr() -> None:

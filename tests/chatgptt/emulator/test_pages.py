@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 
@@ -26,7 +25,6 @@ PAGE = PageContext(
     ajax_url=BASE + "/wp-admin/admin-ajax.php",
     nonce="0a1b2c3d4e",
     image_nonce="9f8e7d6c5b",
-    aipkit_nonce="5e2498d71a",
     post_id="22",
     bot_id="7",
     front_page=True,
@@ -60,7 +58,7 @@ def attribute(tag: str, name: str) -> str | None:
     return next(group for group in found.groups() if group is not None)
 
 
-@pytest.mark.parametrize("style", [s for s in PAGE_STYLES if s not in ("no_chat", "aipkit")])
+@pytest.mark.parametrize("style", [s for s in PAGE_STYLES if s != "no_chat"])
 def test_params_script_in_every_chat_page(style: PageStyle) -> None:
     """``wpaicgParams`` gives the AJAX URL and ``search_nonce`` (= data-nonce) on chat pages."""
     params = params_of(render_landing(style, PAGE))
@@ -169,21 +167,6 @@ def test_no_chat() -> None:
     assert PAGE.nonce not in page
     assert "<html" in page
     assert "There is no chat on this page." in page
-
-
-def test_aipkit() -> None:
-    """The AIPKit page: data-config JSON (HTML-escaped) with its own nonce; no classic tokens."""
-    page = render_landing("aipkit", PAGE)
-    assert "wpaicgParams" not in page
-    assert "data-nonce" not in page
-    tag = container_of(page, "aipkit_chat_container")
-    config_attr = re.search(r"data-config='([^']*)'", tag)
-    assert config_attr is not None
-    config = json.loads(html.unescape(config_attr.group(1)))
-    assert config["nonce"] == PAGE.aipkit_nonce
-    assert config["postId"] == 22
-    assert config["ajaxUrl"] == BASE + "/wp-admin/admin-ajax.php"
-    assert "127.0.0.1:8080" not in page
 
 
 @pytest.mark.parametrize("front_page", [True, False])

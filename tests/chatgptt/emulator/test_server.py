@@ -169,7 +169,7 @@ def _run_command(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _announced_url(process: subprocess.Popen[bytes]) -> str:
+def _announced_url(process: subprocess.Popen[bytes], described: str = "(mode json)") -> str:
     assert process.stderr is not None
     ready, _, _ = select.select([process.stderr], [], [], 30)
     assert ready, "the emulator did not announce itself"
@@ -177,7 +177,7 @@ def _announced_url(process: subprocess.Popen[bytes]) -> str:
     prefix = "emulator listening on "
     assert line.startswith(prefix), line
     url, mode = line.removeprefix(prefix).split(" ", 1)
-    assert mode == "(mode json)\n"
+    assert mode == described + "\n"
     return url
 
 
@@ -202,3 +202,41 @@ def test_run_until_interrupted(signum: signal.Signals) -> None:
         process.stdout.close()
     assert process.returncode == 0
     assert b"Traceback" not in stderr
+
+
+def test_command_line_aipkit_site() -> None:
+    """``--dialect aipkit`` serves the AIPKit page and honours a stream-targeted fault."""
+    process = _run_command("--dialect", "aipkit", "--fault", "quota,target=stream")
+    try:
+        url = _announced_url(process, "(dialect aipkit, inline page)")
+        with urllib.request.urlopen(url + "/", timeout=10) as response:
+            page = response.read().decode()
+        nonce = page.split("&quot;nonce&quot;:&quot;")[1][:10]
+        form = {"action": "aipkit_cache_sse_message", "_ajax_nonce": nonce, "message": "Hi"}
+        request = urllib.request.Request(
+            url + "/wp-admin/admin-ajax.php", data=urllib.parse.urlencode(form).encode()
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            key = json.loads(response.read())["data"]["cache_key"]
+        query = {
+            "action": "aipkit_frontend_chat_stream",
+            "cache_key": key,
+            "bot_id": "5",
+            "session_id": "s",
+            "conversation_uuid": "c",
+            "_ajax_nonce": nonce,
+        }
+        stream_url = url + "/wp-admin/admin-ajax.php?" + urllib.parse.urlencode(query)
+        with urllib.request.urlopen(stream_url, timeout=10) as response:
+            body = response.read()
+        assert b"You have reached your quota for this period." in body
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stderr is not None
+        assert process.stdout is not None
+        process.stderr.close()
+        process.stdout.close()
+    assert process.returncode == 0
