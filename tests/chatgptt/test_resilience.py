@@ -27,6 +27,7 @@ from chatgptt import (
     ChatGpttError,
     CloudflareOriginError,
     HTTPStatusError,
+    IncompleteReplyError,
     IPBannedError,
     Limits,
     MalformedResponseError,
@@ -373,7 +374,9 @@ _MATRIX: dict[str, Case] = {
     "malformed-truncated-end": Case(
         faults=(Fault(kind="malformed", variant="truncated_end"),),
         expect={
-            "sse": Expect(text=ANSWER),  # a clean end after whole frames: nothing is lost
+            # A clean end after whole frames but before the finish frame: the site never
+            # said the answer was complete, so the caller is told it may not be.
+            "sse": _interrupted(ANSWER, IncompleteReplyError),
             "json": Expect(error=MalformedResponseError, message_contains="does not parse"),
         },
     ),
@@ -784,45 +787,50 @@ async def test_an_error_page_is_quoted_in_a_short_excerpt(emulator, fake_sleep) 
 # --- streams that end badly -----------------------------------------------------------------------
 
 _FRAME = 'data: {{"choices":[{{"delta":{{"content":"{}"}}}}]}}'
+_FINISH = 'data: {"choices":[{"delta":{"content":" world"},"finish_reason":"stop"}]}'
 
 
 @pytest.mark.parametrize(
-    ("body", "recoverable", "delivered"),
+    ("body", "delivered", "complete"),
     [
         pytest.param(
             _FRAME.format("Hello") + "\n\n" + _FRAME.format(" world"),
             "Hello world",
-            "Hello",
+            False,
             id="after-text",
         ),
-        pytest.param(_FRAME.format("Hello world"), "Hello world", "", id="only-event"),
+        pytest.param(_FRAME.format("Hello world"), "Hello world", False, id="only-event"),
         pytest.param(
             _FRAME.format("Hello") + "\n\n" + 'data: {"choices":[{"delta":{"con',
-            None,
             "Hello",
+            False,
             id="inside-a-line",
+        ),
+        pytest.param(
+            _FRAME.format("Hello") + "\n\n" + _FINISH, "Hello world", True, id="finish-last"
         ),
     ],
 )
 async def test_a_stream_ending_inside_an_event_never_drops_text_silently(
-    emulator, fake_sleep, body: str, recoverable: str | None, delivered: str
+    emulator, fake_sleep, body: str, delivered: str, complete: bool
 ) -> None:
     """The body ends cleanly but inside an event (no blank line after its last line): the
-    text is either recovered (when the last line is whole) or a typed error says the stream
-    was cut — never lost without a word.
+    text of a whole last frame is delivered, a cut one is not; the answer is complete only
+    if a finish frame came, else a typed error says the stream was cut — never an answer
+    cut short without a word.
 
     Served as an HTML 200 page, which the client sniffs as a stream (hosts mislabel it).
     """
     emulator.faults.add(_status(200, body=body))
     chunks, error = await collect(provider_for(emulator, retry_policy=policy(fake_sleep)))
-    text = "".join(chunks)
-    if error is None:
-        assert recoverable is not None, f"the cut event was dropped silently; got {text!r}"
-        assert text == recoverable, "the text of the cut event was dropped silently"
+    assert "".join(chunks) == delivered
+    if complete:
+        assert error is None
     else:
-        assert text == error.partial_text == delivered
-        target = error.cause if isinstance(error, StreamInterruptedError) else error
-        assert isinstance(target, MalformedResponseError)
+        assert isinstance(error, StreamInterruptedError)
+        assert error.partial_text == delivered
+        assert isinstance(error.cause, IncompleteReplyError)
+    assert emulator.stats.ajax_requests == 1
 
 
 @pytest.mark.parametrize("short_of_the_end", [len(DONE_FRAME), 3], ids=["before", "inside"])
