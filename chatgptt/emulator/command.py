@@ -7,6 +7,8 @@ import sys
 
 from chatgptt.emulator.config import (
     DEFAULT_AJAX_PATH,
+    FRAME_STYLES,
+    FRAMINGS,
     MODES,
     NONCE_STYLES,
     PAGE_STYLES,
@@ -57,13 +59,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests (and conversations) kept for inspection; 0 keeps none",
     )
     parser.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="length",
+        help="'close': every reply as PHP's built-in server (the real site) sends it: "
+        "no Content-Length, no chunking, the body ends when the connection closes",
+    )
+    parser.add_argument(
+        "--frames",
+        choices=FRAME_STYLES,
+        default="varied",
+        help="'varied' upstream frames (ids, timestamps, JSON spacing) or the capture's bytes",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         type=_fault_argument,
         default=[],
         metavar="SPEC",
         help="scripted fault, repeatable, e.g. 'status=503,times=2,retry_after=1', "
-        "'challenge,target=page', 'drop,after_tokens=3', 'stall=5,where=inside'",
+        "'challenge,target=page', 'drop,after_tokens=3', 'stall=5,where=inside', 'linger', "
+        "'empty_stream=php_fatal', 'cut,after_tokens=1', 'firewall=wordfence,target=any' "
+        "(all kinds: chatgptt.emulator.faults)",
     )
 
 
@@ -80,6 +97,8 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
             nonce_style=ns.nonce_style,
             model=MODELS[getattr(ns, "model", "echo")],
             request_log_limit=getattr(ns, "request_log", 200),
+            framing=getattr(ns, "framing", "length"),
+            frames=getattr(ns, "frames", "varied"),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(validation_message(exc)) from None

@@ -13,10 +13,14 @@ from chatgptt.emulator.model import Model, echo_model
 __all__ = [
     "DEFAULT_AJAX_PATH",
     "DEFAULT_GREETING",
+    "FRAME_STYLES",
+    "FRAMINGS",
     "MODES",
     "NONCE_STYLES",
     "PAGE_STYLES",
     "EmulatorConfig",
+    "FrameStyleName",
+    "Framing",
     "Mode",
     "NonceStyle",
     "PageStyle",
@@ -38,10 +42,19 @@ PageStyle = Literal[
 ]
 #: How a bad nonce is rejected: ``403`` (plugin 1.8.91+) or ``json`` (1.8.79 to 1.8.90).
 NonceStyle = Literal["403", "json"]
+#: How a reply's body is delimited: ``length`` (a ``Content-Length``, or chunks for streams,
+#: with keep-alive) or ``close`` (as PHP's built-in server, the real site's: no length, no
+#: chunking, the body ends when the connection closes, never kept alive).
+Framing = Literal["length", "close"]
+#: The relayed upstream frames: ``varied`` (each reply its own ``id``, ``created`` and JSON
+#: spacing, as a real upstream's are) or ``capture`` (the capture rig's, byte for byte).
+FrameStyleName = Literal["varied", "capture"]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 PAGE_STYLES: tuple[PageStyle, ...] = get_args(PageStyle)
 NONCE_STYLES: tuple[NonceStyle, ...] = get_args(NonceStyle)
+FRAMINGS: tuple[Framing, ...] = get_args(Framing)
+FRAME_STYLES: tuple[FrameStyleName, ...] = get_args(FrameStyleName)
 
 #: The site's system prompt on the captured install; it comes back as ``greeting_message``.
 DEFAULT_GREETING = (
@@ -85,6 +98,8 @@ class EmulatorConfig:
         nonce_style: how a bad nonce is rejected.
         nonce_secret: seeds the nonces; ``None`` picks a random secret per server.
         request_log_limit: how many requests the server's ``requests`` log keeps.
+        framing: ``length`` or ``close`` (every reply as PHP's built-in server sends it).
+        frames: ``varied`` upstream frames or the ``capture``'s exact bytes.
     """
 
     mode: Mode = attrs.field(default="sse", validator=v.in_(MODES))
@@ -105,3 +120,5 @@ class EmulatorConfig:
         default=None, repr=False, validator=v.optional(v.instance_of(str))
     )
     request_log_limit: int = attrs.field(default=200, validator=[v.instance_of(int), v.ge(0)])
+    framing: Framing = attrs.field(default="length", validator=v.in_(FRAMINGS))
+    frames: FrameStyleName = attrs.field(default="varied", validator=v.in_(FRAME_STYLES))
