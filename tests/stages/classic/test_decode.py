@@ -577,9 +577,10 @@ async def test_a_garbled_frame_inside_the_stream_stays_malformed(exchange_for) -
         await result.text.__anext__()
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
 @pytest.mark.parametrize("name", ["stream_ok_urlencoded", "stream_special_chars"])
 async def test_a_capture_ending_early_at_any_byte_is_whole_or_an_error(
-    exchange_for, name: str
+    exchange_for, name: str, chunked: bool
 ) -> None:
     """The captured stream, its body ending cleanly after every byte: the answer is whole
     exactly when the finish frame arrived; otherwise a typed error, never a short answer,
@@ -592,7 +593,8 @@ async def test_a_capture_ending_early_at_any_byte_is_whole_or_an_error(
         chunks: list[str] = []
         error: ChatGpttError | None = None
         try:
-            result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
+            exchange = with_reply(exchange_for(), body, "text/event-stream", chunked=chunked)
+            result = await DecodeReply()(exchange)
             assert result.text is not None
             async for chunk in result.text:
                 chunks.append(chunk)
