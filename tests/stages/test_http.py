@@ -317,3 +317,22 @@ def test_a_proxy_that_drops_the_tunnel_is_named() -> None:
 )
 def test_a_body_end_is_declared_by_a_length_or_chunks(headers, declared: bool) -> None:
     assert length_declared(CIMultiDict(headers)) is declared
+
+
+@given(st.sampled_from(["Retry-After", "retry-after-ms"]), st.text(max_size=40))
+def test_any_retry_after_is_absent_or_a_finite_wait_up_to_the_ceiling(
+    header: str, value: str
+) -> None:
+    wait = parse_retry_after({header: value}, now=1_700_000_000.0)
+    assert wait is None or 0.0 <= wait <= RETRY_AFTER_CEILING
+
+
+@given(
+    st.text(alphabet=st.characters(whitelist_categories=("Ll", "Nd")), min_size=1, max_size=12),
+    st.text(alphabet=st.characters(whitelist_categories=("Lu", "Nd")), min_size=6, max_size=24),
+    st.integers(min_value=1, max_value=65535),
+)
+def test_a_shown_proxy_never_carries_its_credentials(user: str, password: str, port: int) -> None:
+    shown = shown_proxy(f"http://{user}:{password}@proxy.example:{port}")
+    assert shown == f"proxy.example:{port}"
+    assert password not in shown
