@@ -69,6 +69,8 @@ RETRY_AFTER_CEILING = 86_400.0
 
 _NONCE_EXPIRED = b"The link you followed has expired."
 _TAG = re.compile(r"<[^>]*>")
+# Inline tags go without a trace ("<b>Fatal error</b>:" reads "Fatal error:"), others as a space.
+_INLINE_TAG = re.compile(r"</?(?:a|b|code|em|i|span|strong)(?:\s[^>]*)?>", re.IGNORECASE)
 
 
 @lru_cache(maxsize=32)
@@ -429,7 +431,7 @@ def readable_excerpt(body: bytes, content_type: str = "") -> str:
     """A short quote of an unexpected body: HTML tags out and entities decoded, one line."""
     text = body.decode("utf-8", "replace")
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
-        text = html.unescape(_TAG.sub(" ", text))
+        text = html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", text)))
     return excerpt(text)
 
 

@@ -33,6 +33,7 @@ from stages.http import (
     length_declared,
     map_client_error,
     parse_retry_after,
+    readable_excerpt,
     send,
     shown_proxy,
 )
@@ -336,3 +337,9 @@ def test_a_shown_proxy_never_carries_its_credentials(user: str, password: str, p
     shown = shown_proxy(f"http://{user}:{password}@proxy.example:{port}")
     assert shown == f"proxy.example:{port}"
     assert password not in shown
+
+
+def test_an_html_excerpt_reads_like_the_page() -> None:
+    page = b"<br />\n<b>Fatal error</b>:  Uncaught Error in <b>/x.php</b> on line <b>8</b><br />"
+    assert readable_excerpt(page) == "Fatal error: Uncaught Error in /x.php on line 8"
+    assert readable_excerpt(b"<p>One</p><p>Two &amp; three</p>") == "One Two & three"
