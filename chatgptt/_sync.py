@@ -32,6 +32,9 @@ class BackgroundLoop:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        # Clean-ups scheduled from the loop's own thread, held until done (a task that
+        # nothing references may be collected before it runs).
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The running background loop (started if needed)."""
@@ -78,6 +81,31 @@ class BackgroundLoop:
                 concurrent.futures.wait([future], timeout=_SHUTDOWN_SECONDS)
             raise
 
+    def clean_up(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run the clean-up ``coroutine`` on the background loop, from whatever thread.
+
+        From another thread it is waited for, like :meth:`run`. On the loop's own thread
+        — where a sync iterator abandoned in a reference cycle is finalised when the
+        garbage collector happens to run there — waiting would deadlock, so it is
+        scheduled as a task instead; its failure, if any, is dropped (there is no caller
+        left to tell). With no loop running any more there is nothing left to clean.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coroutine.close()
+            return
+        if self.in_loop_thread():
+            task = loop.create_task(coroutine)
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleaned_up)
+            return
+        self.run(coroutine)
+
+    def _cleaned_up(self, task: asyncio.Task[None]) -> None:
+        self._cleanups.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" report
+
     def shutdown(self) -> None:
         """Close what runs on the loop (its async generators: the session guards), then stop it."""
         with self._lock:
@@ -103,7 +131,8 @@ def iterate_in_background(make: Callable[[], AsyncIterator[_T]]) -> Iterator[_T]
     """Drive the async iterator ``make()`` on the background loop, item by item.
 
     Returns a generator; closing it early (``break``) closes the async iterator
-    on its loop, which releases its connection.
+    on its loop, which releases its connection. So does the garbage collector when it
+    finalises an abandoned generator, on any thread (the loop's own included).
     """
 
     def items() -> Iterator[_T]:
@@ -127,6 +156,6 @@ def iterate_in_background(make: Callable[[], AsyncIterator[_T]]) -> Iterator[_T]
                     return
                 yield item  # type: ignore[misc]  # item is a _T whenever more is true
         finally:
-            background_loop.run(close())
+            background_loop.clean_up(close())
 
     return items()

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 import aiohttp
 import attrs
+from aiohttp.typedefs import LooseCookies
+from yarl import URL
 
-__all__ = ["SessionOptions", "SessionRegistry", "make_session"]
+__all__ = ["BoundedCookieJar", "SessionOptions", "SessionRegistry", "make_session"]
+
+#: RFC 6265 §6.1: a user agent should keep at least 50 cookies per domain.
+DEFAULT_COOKIES_PER_SITE = 50
 
 
 @attrs.frozen(kw_only=True)
@@ -27,15 +32,69 @@ class SessionOptions:
     Attributes:
         max_connections: the connection pool's size (all hosts).
         keepalive_timeout: seconds an idle pooled connection is kept.
+        max_cookies_per_site: cookies kept per domain (see :class:`BoundedCookieJar`).
     """
 
     max_connections: int = 100
     keepalive_timeout: float = 15.0
+    max_cookies_per_site: int = DEFAULT_COOKIES_PER_SITE
+
+
+_CookieKey = tuple[str, str]  # (path, name) within a domain
+_NO_URL = URL()
+
+
+class BoundedCookieJar(aiohttp.CookieJar):
+    """A cookie jar that keeps at most ``per_site`` cookies for each domain.
+
+    The session is shared by every call for hours; a site that sets a new cookie on
+    every reply would otherwise grow the jar, and the ``Cookie`` header sent with each
+    request, without bound. Beyond ``per_site`` cookies, the ones set least recently go
+    first (setting a cookie again with a new value makes it recent). Cookies of
+    IP-address hosts are kept too (mirrors on loopback), as with ``unsafe=True``.
+    """
+
+    def __init__(self, *, per_site: int = DEFAULT_COOKIES_PER_SITE) -> None:
+        if per_site < 1:
+            raise ValueError(f"per_site must be at least 1, got {per_site}")
+        super().__init__(unsafe=True)
+        self.per_site = per_site
+        # Per domain, each cookie's value, oldest set first.
+        self._set_order: dict[str, dict[_CookieKey, str]] = {}
+
+    def update_cookies(self, cookies: LooseCookies, response_url: URL = _NO_URL) -> None:
+        super().update_cookies(cookies, response_url)
+        self._bound()
+
+    def update_cookies_from_headers(self, headers: Sequence[str], response_url: URL) -> None:
+        super().update_cookies_from_headers(headers, response_url)
+        self._bound()
+
+    def _bound(self) -> None:
+        """Record what was set since the last update and drop the oldest beyond the cap."""
+        current: dict[str, dict[_CookieKey, str]] = {}
+        for morsel in self:
+            current.setdefault(morsel["domain"], {})[(morsel["path"], morsel.key)] = morsel.value
+        evict: set[tuple[str, str, str]] = set()
+        order: dict[str, dict[_CookieKey, str]] = {}
+        for domain, cookies in current.items():
+            before = self._set_order.get(domain, {})
+            kept = {key: value for key, value in before.items() if cookies.get(key) == value}
+            kept.update((key, value) for key, value in cookies.items() if key not in kept)
+            excess = len(kept) - self.per_site
+            if excess > 0:
+                for path, name in list(kept)[:excess]:
+                    evict.add((domain, path, name))
+                    del kept[(path, name)]
+            order[domain] = kept
+        self._set_order = order
+        if evict:
+            self.clear(lambda morsel: (morsel["domain"], morsel["path"], morsel.key) in evict)
 
 
 def make_session(options: SessionOptions = SessionOptions()) -> aiohttp.ClientSession:
     """A session for chatgptt: no default time limit (each request sets its own), a
-    cookie jar that also keeps cookies of IP-address hosts (mirrors on loopback)."""
+    cookie jar bounded per site that also keeps cookies of IP-address hosts."""
     connector = aiohttp.TCPConnector(
         limit=options.max_connections,
         limit_per_host=0,
@@ -44,7 +103,7 @@ def make_session(options: SessionOptions = SessionOptions()) -> aiohttp.ClientSe
     )
     return aiohttp.ClientSession(
         connector=connector,
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        cookie_jar=BoundedCookieJar(per_site=options.max_cookies_per_site),
         timeout=aiohttp.ClientTimeout(total=None),
     )
 

@@ -7,7 +7,10 @@ secret: URLs pass through :func:`redact_url` before they are written into one.
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit, urlunsplit
+
+from .protection import firewall_of
 
 __all__ = [
     "BotProtectionError",
@@ -26,6 +29,7 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RedirectError",
     "ResponseTooLargeError",
     "ServerError",
     "SiteError",
@@ -54,6 +58,21 @@ def redact_url(url: object) -> str:
     # Keep what follows the userinfo exactly as written (even an invalid port).
     netloc = "***@" + parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def describe_wait(seconds: float) -> str:
+    """A wait for a person to read: ``12 s``, ``5 min``, ``3 h``, ``2 days``."""
+    if not math.isfinite(seconds):
+        return "an unbounded time"
+    if seconds < 120:
+        return f"{seconds:g} s"
+    minutes = seconds / 60
+    if minutes < 120:
+        return f"{round(minutes)} min"
+    hours = minutes / 60
+    if hours < 48:
+        return f"{round(hours)} h"
+    return f"{round(hours / 24)} days"
 
 
 def excerpt(body: bytes | str, limit: int = 160) -> str:
@@ -166,6 +185,42 @@ class ProviderTimeoutError(ChatGpttError, TimeoutError):
         super().__init__(f"{limit} timeout: {seconds:g} s passed while {what}{where}")
 
 
+class RedirectError(ChatGpttError):
+    """The site's redirects cannot be followed; never retried (the site redirects the
+    same way next time).
+
+    ``reason`` is ``loop`` (a URL came back), ``too_many`` (more redirects than a client
+    follows), ``scheme`` (to a URL that is not http or https, e.g. ``file://``) or
+    ``invalid`` (to something that is not a URL). ``url`` is where the request began,
+    ``location`` where the redirects led and ``chain`` the URLs visited (all redacted).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        location: str | None = None,
+        chain: tuple[str, ...] = (),
+    ) -> None:
+        self.url = redact_url(url)
+        self.reason = reason
+        self.location = None if location is None else excerpt(redact_url(location), 200)
+        self.chain = tuple(excerpt(redact_url(step), 200) for step in chain)
+        where = self.location if self.location is not None else "?"
+        if reason == "loop":
+            what = "redirected in a loop: " + " -> ".join(self.chain or (self.url, where))
+        elif reason == "too_many":
+            what = f"redirected {max(len(self.chain) - 1, 1)} times without end, last to {where}"
+        elif reason == "scheme":
+            what = (
+                f"redirected to {where}, a scheme this client does not follow (only http and https)"
+            )
+        else:
+            what = f"redirected to {where!r}, which is not a valid URL"
+        super().__init__(f"the site at {self.url} {what}")
+
+
 class HTTPStatusError(ChatGpttError):
     """The server answered with an HTTP status that is not a chat reply."""
 
@@ -201,7 +256,7 @@ class RateLimitError(HTTPStatusError):
         retry_after: float | None = None,
         status: int = 429,
     ) -> None:
-        wait = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+        wait = f"; retry after {describe_wait(retry_after)}" if retry_after is not None else ""
         super().__init__(
             status,
             url,
@@ -239,17 +294,24 @@ class UnknownActionError(HTTPStatusError):
 
 
 class BotProtectionError(ChatGpttError):
-    """A bot-protection page (Cloudflare or similar) came back instead of the site."""
+    """A firewall's block or challenge page came back instead of the site.
 
-    def __init__(self, url: str, status: int, marker: str) -> None:
+    ``firewall`` names it (``Cloudflare``, ``Sucuri``, ``Wordfence``…; see
+    :data:`stages.protection.FIREWALLS`), ``marker`` is what gave it away. Never retried:
+    the firewall answers the same way until it lets this client through.
+    """
+
+    def __init__(self, url: str, status: int, marker: str, *, firewall: str | None = None) -> None:
         self.url = redact_url(url)
         self.status = status
         self.marker = marker
+        self.firewall = firewall if firewall is not None else firewall_of(marker)
         super().__init__(
-            f"bot protection page from {self.url} (HTTP {status}, {marker!r}); "
-            "the site is challenging automated clients. The way through is a browser that "
-            "passed the challenge: pass its cookies (cf_clearance) with cookies= and its "
-            "User-Agent with headers=; else try later, from another network or through a proxy"
+            f"bot protection page from {self.url} (HTTP {status}, {self.firewall}: {marker!r}); "
+            "the site's firewall is blocking or challenging automated clients. The way through "
+            "is a browser that passed the challenge: pass its cookies (cf_clearance) with "
+            "cookies= and its User-Agent with headers=; else try later, from another network "
+            "or through a proxy"
         )
 
 

@@ -16,8 +16,11 @@ import time
 from collections.abc import AsyncIterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
+from aiohttp.http_exceptions import ContentEncodingError
 
 from .errors import (
     BotProtectionError,
@@ -30,32 +33,44 @@ from .errors import (
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitError,
+    RedirectError,
     ResponseTooLargeError,
     ServerError,
     UnknownActionError,
     excerpt,
     redact_url,
 )
-from .protection import challenge_marker
+from .protection import detect_protection
 
 if TYPE_CHECKING:
     from .core import Call
 
 __all__ = [
     "ERROR_PREVIEW_BYTES",
+    "RETRY_AFTER_CEILING",
     "ResponseBody",
     "classify_failure",
+    "length_declared",
     "map_client_error",
     "parse_retry_after",
     "read_prefix",
+    "readable_excerpt",
     "send",
+    "shown_proxy",
 ]
 
 #: How much of an error reply is read to classify it and quote it.
 ERROR_PREVIEW_BYTES = 64 * 1024
+#: The longest ``Retry-After`` taken at its word, in seconds (a day): a longer, infinite or
+#: absurd value (``1e400``, 400 digits) reads as this. Any wait beyond
+#: ``RetryPolicy.max_retry_after`` fails the call at once anyway; this keeps the number
+#: reported in ``RateLimitError`` finite and meaningful.
+RETRY_AFTER_CEILING = 86_400.0
 
 _NONCE_EXPIRED = b"The link you followed has expired."
 _TAG = re.compile(r"<[^>]*>")
+# Inline tags go without a trace ("<b>Fatal error</b>:" reads "Fatal error:"), others as a space.
+_INLINE_TAG = re.compile(r"</?(?:a|b|code|em|i|span|strong)(?:\s[^>]*)?>", re.IGNORECASE)
 
 
 @lru_cache(maxsize=32)
@@ -113,17 +128,39 @@ async def send(
     except (aiohttp.ClientError, OSError, ValueError) as exc:  # TimeoutError is an OSError
         if scope.expired():
             raise ProviderTimeoutError(limit, seconds or 0.0, url=url) from None
-        raise map_client_error(exc, url, connect_timeout=timeouts.connect) from exc
+        raise map_client_error(
+            exc, url, connect_timeout=timeouts.connect, proxy=call.proxy
+        ) from exc
+
+
+def shown_proxy(proxy: str) -> str:
+    """``host:port`` of a proxy URL, for messages: never its credentials."""
+    try:
+        parts = urlsplit(proxy)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "<unparsable proxy URL>"
+    if not host:
+        return "<proxy without a host>"
+    shown_host = f"[{host}]" if ":" in host else host
+    return shown_host if port is None else f"{shown_host}:{port}"
 
 
 def map_client_error(
-    exc: BaseException, url: str, *, connect_timeout: float | None = None
+    exc: BaseException,
+    url: str,
+    *,
+    connect_timeout: float | None = None,
+    proxy: str | None = None,
 ) -> ChatGpttError:
     """The typed error for an aiohttp (or socket) failure while talking to ``url``.
 
-    Messages name hosts and ports, never a proxy's credentials.
+    With a ``proxy``, a failure that the proxy may have caused (it closed the
+    connection, answered with something that is not HTTP, dropped the tunnel) names
+    the proxy. Messages name hosts and ports, never a proxy's credentials.
     """
     shown = redact_url(url)
+    via = "" if proxy is None else f" through the proxy {shown_proxy(proxy)}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return ProviderTimeoutError("connect", connect_timeout or 0.0, url=url)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
@@ -131,28 +168,78 @@ def map_client_error(
             f"cannot connect to the proxy {exc.host}:{exc.port}: {_reason(exc)}", url=url
         )
     if isinstance(exc, aiohttp.ClientHttpProxyError):
+        named = "the proxy" if proxy is None else f"the proxy {shown_proxy(proxy)}"
         return ProviderConnectionError(
-            f"the proxy refused to open a tunnel to {shown} (HTTP {exc.status})", url=url
+            f"{named} refused to open a tunnel to {shown} (HTTP {exc.status})", url=url
         )
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return _redirect_error(exc, url)
+    if isinstance(exc, aiohttp.NonHttpUrlRedirectClientError):
+        return RedirectError(url, "scheme", location=str(exc.args[0]) if exc.args else None)
+    if isinstance(exc, aiohttp.InvalidUrlRedirectClientError):
+        return RedirectError(url, "invalid", location=str(exc.url))
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ProviderConnectionError(
-            f"cannot connect to {exc.host}:{exc.port}: {_reason(exc)}", url=url
+            f"cannot connect to {exc.host}:{exc.port}{via}: {_reason(exc)}", url=url
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
+        if proxy is not None:
+            return ProviderConnectionError(
+                f"the proxy {shown_proxy(proxy)} (or {shown} behind it) closed the connection "
+                "without answering",
+                url=url,
+            )
         return ProviderConnectionError(f"{shown} closed the connection without answering", url=url)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return ProviderConnectionError(f"the connection to {shown} broke mid-reply", url=url)
+        if _bad_encoding(exc):
+            return _encoding_error(url)
+        return ProviderConnectionError(f"the connection to {shown}{via} broke mid-reply", url=url)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return ConfigurationError(f"cannot request {shown}: not a valid http(s) URL")
     if isinstance(exc, aiohttp.ClientResponseError):
-        return MalformedResponseError(f"invalid HTTP response ({exc.message})", url=url)
+        return MalformedResponseError(
+            f"invalid HTTP response{via} ({excerpt(exc.message, 120)})", url=url
+        )
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return ProviderTimeoutError("idle", 0.0, url=url)
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return ProviderConnectionError(f"connection to {shown} failed: {_reason(exc)}", url=url)
+        return ProviderConnectionError(
+            f"connection to {shown}{via} failed: {_reason(exc)}", url=url
+        )
     if isinstance(exc, ValueError):
         return ConfigurationError(f"cannot request {shown}: {exc}")
     return ProviderConnectionError(f"request to {shown} failed: {type(exc).__name__}", url=url)
+
+
+def _redirect_error(exc: aiohttp.TooManyRedirects, url: str) -> RedirectError:
+    """A loop when a URL of the chain comes back (shown from its first visit), else too many."""
+    chain = [str(response.url) for response in exc.history]
+    last = exc.history[-1] if exc.history else None
+    location = last.headers.get("Location") if last is not None else None
+    if location is not None and last is not None:
+        try:
+            chain.append(str(last.url.join(yarl.URL(location))))
+        except ValueError:
+            chain.append(location)
+    seen: dict[str, int] = {}
+    for index, step in enumerate(chain):
+        if step in seen:
+            return RedirectError(
+                url, "loop", location=step, chain=tuple(chain[seen[step] : index + 1])
+            )
+        seen[step] = index
+    return RedirectError(url, "too_many", location=chain[-1] if chain else None, chain=tuple(chain))
+
+
+def _bad_encoding(exc: BaseException) -> bool:
+    """Whether a payload error is a body that does not decode (corrupt gzip, deflate…)."""
+    return isinstance(exc.__cause__, ContentEncodingError) or "content-encoding" in str(exc)
+
+
+def _encoding_error(url: str) -> MalformedResponseError:
+    return MalformedResponseError(
+        "the reply's Content-Encoding does not decode (a corrupt gzip or deflate body)", url=url
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -179,6 +266,7 @@ class ResponseBody:
         "_deadline",
         "_idle",
         "_max_bytes",
+        "_proxy",
         "_response",
         "_total",
         "_url",
@@ -194,8 +282,10 @@ class ResponseBody:
         deadline: float | None,
         total: float | None,
         max_bytes: int | None,
+        proxy: str | None = None,
     ) -> None:
         self._response = response
+        self._proxy = proxy
         self._content = response.content
         self._url = url
         self._idle = idle
@@ -218,6 +308,7 @@ class ResponseBody:
             deadline=call.deadline,
             total=timeouts.total,
             max_bytes=max_bytes,
+            proxy=call.proxy,
         )
 
     def __aiter__(self) -> ResponseBody:
@@ -262,8 +353,11 @@ class ResponseBody:
             raise
 
     def _broken(self, exc: BaseException) -> ChatGpttError:
+        if _bad_encoding(exc):
+            return _encoding_error(self._url)
+        via = "" if self._proxy is None else f" through the proxy {shown_proxy(self._proxy)}"
         return ProviderConnectionError(
-            f"the connection to {redact_url(self._url)} broke after {self.received} bytes "
+            f"the connection to {redact_url(self._url)}{via} broke after {self.received} bytes "
             f"of the reply ({type(exc).__name__})",
             url=self._url,
         )
@@ -309,35 +403,55 @@ async def read_prefix(body: AsyncIterable[bytes], limit: int = ERROR_PREVIEW_BYT
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``.
+
+    At most :data:`RETRY_AFTER_CEILING`; ``None`` when absent or unreadable.
+    """
     millis = headers.get("retry-after-ms")
     if millis is not None:
         try:
             value = float(millis) / 1000.0
         except ValueError:
             value = -1.0
-        if value >= 0:
-            return value
+        if value >= 0:  # NaN fails this too
+            return min(value, RETRY_AFTER_CEILING)
     raw = headers.get("Retry-After")
     if raw is None:
         return None
     raw = raw.strip()
-    if raw.isdigit():
-        return float(raw)
+    if raw.isascii() and raw.isdigit():
+        # 400 digits are a float('inf'); a day is the most ever reported.
+        return RETRY_AFTER_CEILING if len(raw) > 12 else min(float(raw), RETRY_AFTER_CEILING)
     try:
         when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    try:
+        wait = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return min(max(0.0, wait), RETRY_AFTER_CEILING)
 
 
-def _readable(body: bytes, content_type: str) -> str:
+def readable_excerpt(body: bytes, content_type: str = "") -> str:
+    """A short quote of an unexpected body: HTML tags out and entities decoded, one line."""
     text = body.decode("utf-8", "replace")
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
-        text = html.unescape(_TAG.sub(" ", text))
+        text = html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", text)))
     return excerpt(text)
+
+
+def length_declared(headers: Mapping[str, str]) -> bool:
+    """Whether a reply's body has a declared end (``Content-Length`` or chunked).
+
+    Without one, as PHP's built-in server sends every reply, the body ends where the
+    connection closes: a cut connection looks exactly like the end of the body.
+    """
+    if "Content-Length" in headers:
+        return True
+    return "chunked" in headers.get("Transfer-Encoding", "").lower()
 
 
 def classify_failure(
@@ -352,23 +466,24 @@ def classify_failure(
     """The error a non-200 reply means, from its status, headers and first bytes.
 
     Checked in order: Cloudflare's 520–527 origin errors (their pages carry Cloudflare
-    markers too); a bot-protection page (any other status); the plugin's 403 nonce
+    markers too); a firewall's block or challenge page (any other status: Wordfence
+    blocks with 503, and such a page is never retried); the plugin's 403 nonce
     page; WordPress's ``400 0`` for an unknown action; 429; 5xx; the rest.
     """
     content_type = headers.get("Content-Type", "")
     retry_after = parse_retry_after(headers)
     if 520 <= status <= 527:
         return CloudflareOriginError(
-            status, url, _readable(body, content_type), retry_after=retry_after
+            status, url, readable_excerpt(body, content_type), retry_after=retry_after
         )
-    marker = challenge_marker(body)
-    if marker is not None:
-        return BotProtectionError(url, status, marker)
+    protection = detect_protection(body, headers)
+    if protection is not None:
+        return BotProtectionError(url, status, protection.marker, firewall=protection.firewall)
     if status == 403 and body.lstrip().startswith(_NONCE_EXPIRED):
         return NonceRejectedError(url, "the link you followed has expired (HTTP 403)", nonce=nonce)
     if status == 400 and body.strip() == b"0":
         return UnknownActionError(url, action or "?")
-    preview = _readable(body, content_type)
+    preview = readable_excerpt(body, content_type)
     if status == 429:
         return RateLimitError(url, preview, retry_after=retry_after)
     if status == 407:

@@ -31,6 +31,7 @@ from chatgptt.emulator.replies import (
     control_frame,
     error_object_frame,
     error_word_frames,
+    frame_style,
     sse_reply,
 )
 from chatgptt.emulator.state import EmulatorState
@@ -163,7 +164,12 @@ def _chat_answer(
     if fault is not None and fault.kind == "malformed":
         return _malformed(config, answer, fault)
     if config.mode == "sse":
-        frames = answer_frames(answer, token_chars=config.token_chars, model_name=config.model_name)
+        frames = answer_frames(
+            answer,
+            token_chars=config.token_chars,
+            model_name=config.model_name,
+            style=frame_style(config.frames),
+        )
         return sse_reply(prelude + frames)
     return ajax_json(_success_payload(config, answer))
 
@@ -237,7 +243,10 @@ def _malformed(config: EmulatorConfig, answer: str, fault: Fault) -> Reply:
             marked = php_json_encode(_success_payload(config, _INVALID_UTF8_MARK + answer))
             return ajax_json({}, body=marked.encode().replace(b"\\ue000", b"\xff\xfe"))
         return ajax_json(_success_payload(config, answer))  # limited, no_done: no JSON form
-    frames = answer_frames(answer, token_chars=config.token_chars, model_name=config.model_name)
+    style = frame_style(config.frames)
+    frames = answer_frames(
+        answer, token_chars=config.token_chars, model_name=config.model_name, style=style
+    )
     if variant == "limited":
         return sse_reply([*frames[:-2], Frame(LIMITED_FRAME)])
     if variant == "no_done":
@@ -248,7 +257,9 @@ def _malformed(config: EmulatorConfig, answer: str, fault: Fault) -> Reply:
         unfinished = f'{{"id": "{COMPLETION_ID}", "choices": [{{"index": 0, "delta": {{"content": "'
         extra = Frame(b"data: " + unfinished.encode() + b"unfinished\n\n")
     else:  # invalid_utf8
-        good = chunk_frame({"content": _INVALID_UTF8_MARK}, None, config.model_name)
+        # Escaped, so that the mark's escape can be swapped for the invalid bytes.
+        escaped = attrs.evolve(style, ensure_ascii=True)
+        good = chunk_frame({"content": _INVALID_UTF8_MARK}, None, config.model_name, escaped)
         extra = Frame(good.replace(b"\\ue000", b"\xff\xfe"))
     return sse_reply(_insert_after_tokens(frames, after, extra))
 

@@ -19,6 +19,7 @@ from chatgptt.emulator.aipkit.pages import AipkitPageContext, render_aipkit_land
 from chatgptt.emulator.answers import AjaxRequest, answer_ajax
 from chatgptt.emulator.config import EmulatorConfig
 from chatgptt.emulator.faults import Fault
+from chatgptt.emulator.firewalls import PageValues, firewall_reply
 from chatgptt.emulator.nonces import AIPKIT_NONCE_ACTION, IMAGE_NONCE_ACTION
 from chatgptt.emulator.pages import (
     PageContext,
@@ -29,7 +30,15 @@ from chatgptt.emulator.pages import (
     render_landing,
     status_page,
 )
-from chatgptt.emulator.replies import Delivery, Pause, Reply, html_page, send_reply
+from chatgptt.emulator.replies import (
+    Delivery,
+    Frame,
+    Pause,
+    Reply,
+    html_page,
+    send_reply,
+    sse_reply,
+)
 from chatgptt.emulator.state import EmulatorState, RequestRecord
 
 __all__ = ["STATE_KEY", "STOPPING_KEY", "make_app"]
@@ -65,7 +74,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if state.requests.maxlen:
         state.requests.append(_record(request, form={}))
     reply = html_page(404, not_found_page(_base_url(request)))
-    return await send_reply(request, reply, Delivery(), _pause_for(request))
+    return await send_reply(request, reply, Delivery(framing=config.framing), _pause_for(request))
 
 
 def _landing_kind(request: web.Request, config: EmulatorConfig) -> bool | None:
@@ -145,6 +154,7 @@ def _landing_page(
             post_id=config.post_id,
             bot_id=config.bot_id,
             front_page=front_page,
+            stream_nav="0" if config.mode == "json" else "1",
         )
         text = render_landing(config.page_style, page)
     links = landing_links(base_url, config.post_id, front_page)
@@ -225,28 +235,71 @@ def _refuse(request: web.Request) -> web.StreamResponse:
     return response
 
 
+#: How often a ``linger`` fault sends its keep-alive comment when no ``seconds`` are given.
+LINGER_SECONDS = 0.2
+
+
 def _delivery(fault: Fault | None, config: EmulatorConfig) -> Delivery:
+    framing = config.framing
     if fault is None:
-        return Delivery(token_delay=config.token_delay)
-    if fault.kind == "drop":
+        return Delivery(token_delay=config.token_delay, framing=framing)
+    if fault.kind in ("drop", "cut"):
         by_tokens = fault.after_tokens is not None
         return Delivery(
             token_delay=config.token_delay,
             cut_after_bytes=None if by_tokens else (fault.after_bytes or 0),
             cut_after_tokens=fault.after_tokens,
+            framing="close" if fault.kind == "cut" else framing,
         )
     if fault.kind == "stall" and fault.where == "inside":
         return Delivery(
             token_delay=config.token_delay,
             stall_seconds=fault.seconds,
             stall_after_tokens=fault.after_tokens or 0,
+            framing=framing,
         )
-    return Delivery(token_delay=config.token_delay)
+    if fault.kind == "linger" and config.mode == "sse":
+        return Delivery(
+            token_delay=config.token_delay,
+            framing=framing,
+            linger_seconds=fault.seconds or LINGER_SECONDS,
+        )
+    return Delivery(token_delay=config.token_delay, framing=framing)
+
+
+#: What PHP prints for the plugin's first curl call on a PHP without curl (display_errors on).
+PHP_FATAL_ERROR_PAGE = (
+    "<br />\n<b>Fatal error</b>:  Uncaught Error: Call to undefined function curl_init() in "
+    "/var/www/html/wp-content/plugins/gpt3-ai-content-generator/classes/wpaicg_chat.php:812\n"
+    "Stack trace:\n#0 /var/www/html/wp-includes/class-wp-hook.php(324): "
+    "WPAICG\\WPAICG_Chat->wpaicg_chatbox_message('')\n#1 {main}\n  thrown in "
+    "<b>/var/www/html/wp-content/plugins/gpt3-ai-content-generator/classes/wpaicg_chat.php</b>"
+    " on line <b>812</b><br />\n"
+)
 
 
 def _fault_page(request: web.Request, fault: Fault | None) -> Reply | None:
-    """The reply of a fault that answers in place of the site (a proxy or CDN page)."""
-    if fault is None or fault.kind not in ("status", "challenge"):
+    """The reply of a fault that answers in place of the site (a proxy, CDN or firewall
+    page, or a PHP that fails before the answer)."""
+    if fault is None:
+        return None
+    if fault.kind == "firewall" and fault.firewall is not None:
+        values = PageValues.fresh(
+            host=request.host,
+            path=request.path_qs,
+            base_url=_base_url(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        return firewall_reply(fault.firewall, values, fault.status)
+    if fault.kind == "empty_stream":
+        content = fault.content or "nothing"
+        body = {
+            "nothing": "",
+            "php_fatal": PHP_FATAL_ERROR_PAGE,
+            "challenge": challenge_page(secrets.token_hex(8) + "-AMS"),
+        }[content]
+        return sse_reply([Frame(body.encode())] if body else [])
+    if fault.kind not in ("status", "challenge"):
         return None
     ray_id = secrets.token_hex(8) + "-AMS"
     if fault.kind == "challenge":

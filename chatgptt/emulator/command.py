@@ -23,6 +23,8 @@ from chatgptt.emulator.config import (
     AIPKIT_PAGES,
     DEFAULT_AJAX_PATH,
     DIALECTS,
+    FRAME_STYLES,
+    FRAMINGS,
     MODES,
     NONCE_STYLES,
     PAGE_STYLES,
@@ -93,6 +95,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests (and conversations) kept for inspection; 0 keeps none",
     )
     parser.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="length",
+        help="'close': every reply as PHP's built-in server (the real site) sends it: "
+        "no Content-Length, no chunking, the body ends when the connection closes",
+    )
+    parser.add_argument(
+        "--frames",
+        choices=FRAME_STYLES,
+        default="varied",
+        help="'varied' upstream frames (ids, timestamps, JSON spacing) or the capture's bytes",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         type=_fault_argument,
@@ -103,7 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "nonce), times (N or every) or the kind's parameters. E.g. "
         "'status=503,times=2,retry_after=1', 'challenge,target=page', 'drop,after_tokens=3', "
         "'stall=5,where=inside', 'drop,after_tokens=2,target=stream', 'quota', "
-        "'error_event=Boom,where=inside,after_tokens=1'. Escape , and = in values as \\, \\=",
+        "'error_event=Boom,where=inside,after_tokens=1', 'linger', 'empty_stream=php_fatal', "
+        "'cut,after_tokens=1', 'firewall=wordfence,target=any'. "
+        "Escape , and = in values as \\, \\=",
     )
     aipkit = parser.add_argument_group("AIPKit site (--dialect aipkit)")
     parser.add_argument(
@@ -165,6 +182,8 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
             aipkit_history_limit=getattr(ns, "aipkit_history", 15),
             aipkit_cache_ttl=getattr(ns, "aipkit_cache_ttl", 60.0),
             aipkit_stream_enabled=getattr(ns, "aipkit_stream_enabled", None),
+            framing=getattr(ns, "framing", "length"),
+            frames=getattr(ns, "frames", "varied"),
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(validation_message(exc)) from None

@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_AJAX_PATH",
     "DEFAULT_GREETING",
     "DIALECTS",
+    "FRAME_STYLES",
+    "FRAMINGS",
     "MODES",
     "NONCE_STYLES",
     "PAGE_STYLES",
@@ -26,6 +28,8 @@ __all__ = [
     "AipkitPage",
     "Dialect",
     "EmulatorConfig",
+    "FrameStyleName",
+    "Framing",
     "Mode",
     "NonceStyle",
     "PageStyle",
@@ -46,6 +50,13 @@ PageStyle = Literal[
 ]
 #: How a bad nonce is rejected: ``403`` (plugin 1.8.91+) or ``json`` (1.8.79 to 1.8.90).
 NonceStyle = Literal["403", "json"]
+#: How a reply's body is delimited: ``length`` (a ``Content-Length``, or chunks for streams,
+#: with keep-alive) or ``close`` (as PHP's built-in server, the real site's: no length, no
+#: chunking, the body ends when the connection closes, never kept alive).
+Framing = Literal["length", "close"]
+#: The relayed upstream frames: ``varied`` (each reply its own ``id``, ``created`` and JSON
+#: spacing, as a real upstream's are) or ``capture`` (the capture rig's, byte for byte).
+FrameStyleName = Literal["varied", "capture"]
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 PAGE_STYLES: tuple[PageStyle, ...] = get_args(PageStyle)
@@ -61,6 +72,8 @@ AipkitApiMode = Literal["chat_completions", "responses"]
 DIALECTS: tuple[Dialect, ...] = get_args(Dialect)
 AIPKIT_PAGES: tuple[AipkitPage, ...] = get_args(AipkitPage)
 AIPKIT_API_MODES: tuple[AipkitApiMode, ...] = get_args(AipkitApiMode)
+FRAMINGS: tuple[Framing, ...] = get_args(Framing)
+FRAME_STYLES: tuple[FrameStyleName, ...] = get_args(FrameStyleName)
 
 #: The site's system prompt on the captured install; it comes back as ``greeting_message``.
 DEFAULT_GREETING = (
@@ -122,6 +135,8 @@ class EmulatorConfig:
             2.3-era ``streamEnabled`` key to ``data-config`` (the AJAX side stays 2.4.71's).
         clock: the wall clock (Unix seconds) for key expiry, ``err-<unix>`` ids, message ids
             and ``[date]``; tests pass a :class:`~chatgptt.emulator.aipkit.ManualClock`.
+        framing: ``length`` or ``close`` (every reply as PHP's built-in server sends it).
+        frames: ``varied`` upstream frames or the ``capture``'s exact bytes.
     """
 
     mode: Mode = attrs.field(default="sse", validator=v.in_(MODES))
@@ -159,3 +174,5 @@ class EmulatorConfig:
         default=None, validator=v.optional(v.instance_of(bool))
     )
     clock: Callable[[], float] = attrs.field(default=time.time, validator=v.is_callable())
+    framing: Framing = attrs.field(default="length", validator=v.in_(FRAMINGS))
+    frames: FrameStyleName = attrs.field(default="varied", validator=v.in_(FRAME_STYLES))

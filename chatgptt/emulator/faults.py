@@ -22,6 +22,21 @@ The kinds (token positions count streamed content pieces; JSON bodies have none)
   with ``[LIMITED]``); in JSON mode the error JSON.
 - ``control``: a control frame with ``flag`` (and ``message``); in JSON mode its JSON form.
 - ``error_object``: a ``{"error":{"message":…}}`` frame; in JSON mode the error JSON.
+- ``linger``: the answer's frames up to its finish frame, then, instead of ``[DONE]``, a
+  keep-alive comment (``:``) every ``seconds`` (0.2 by default) until the client leaves — a
+  site that never says the stream is over (``linger``, ``linger=1``). Streams only.
+- ``empty_stream``: a 200 reply with the plugin's event-stream headers and no events: its
+  body is ``nothing`` (the default: the real plugin on a PHP without curl), ``php_fatal``
+  (PHP's fatal-error page, with ``display_errors`` on) or ``challenge`` (a Cloudflare page).
+- ``cut``: the reply sent as PHP's built-in server sends every reply — no length, no
+  chunking — and its connection closed after ``after_bytes`` body bytes or ``after_tokens``
+  pieces (right after the headers when neither is given): the client sees a clean end.
+  (``--framing close`` sends every reply that way; ``drop`` then cuts them like this too.)
+- ``firewall``: a WordPress firewall's block or challenge page in place of the site, with
+  the firewall's own status (``status`` overrides it) and headers: ``cloudflare``, ``sucuri``
+  (its JavaScript check, 200), ``sucuri_block``, ``wordfence`` (503), ``wordfence_waf``,
+  ``solid_security``, ``cloudfront``, ``imperva``, ``ddos_guard``; e.g.
+  ``firewall=wordfence,target=any``. See :mod:`chatgptt.emulator.firewalls`.
 
 On an AIPKit site (``dialect="aipkit"``) a chat takes up to three AJAX requests, which
 ``target`` can pick: ``nonce`` (``aipkit_get_frontend_chat_nonce``), ``cache`` (step 1,
@@ -69,14 +84,18 @@ from typing import Any, Literal, get_args
 
 import attrs
 
+from chatgptt.emulator.firewalls import FIREWALL_NAMES, FirewallName
+
 __all__ = [
     "AIPKIT_ONLY_KINDS",
     "AJAX_ONLY_KINDS",
     "ANSWER_KINDS",
     "CONTROL_FLAGS",
+    "EMPTY_STREAM_CONTENTS",
     "FAULT_KINDS",
     "MALFORMED_VARIANTS",
     "ControlFlag",
+    "EmptyStreamContent",
     "Fault",
     "FaultKind",
     "FaultPlan",
@@ -104,6 +123,10 @@ FaultKind = Literal[
     "warning",
     "named_event",
     "done_data",
+    "linger",
+    "empty_stream",
+    "cut",
+    "firewall",
 ]
 #: Which requests a fault may hit: the landing page, the AJAX endpoint, either, or one of
 #: an AIPKit chat's AJAX requests (``cache``: step 1, ``stream``: step 2, ``nonce``).
@@ -113,15 +136,26 @@ RequestKind = Literal["page", "ajax", "cache", "stream", "nonce"]
 MalformedVariant = Literal["invalid_json", "limited", "no_done", "truncated_end", "invalid_utf8"]
 ControlFlag = Literal["tokenLimitReached", "messageFlagged", "ipBanned", "pineconeError", "modflag"]
 StallPoint = Literal["before", "inside"]
+#: The body of an ``empty_stream`` reply.
+EmptyStreamContent = Literal["nothing", "php_fatal", "challenge"]
 
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 TARGETS: tuple[Target, ...] = get_args(Target)
 MALFORMED_VARIANTS: tuple[MalformedVariant, ...] = get_args(MalformedVariant)
 CONTROL_FLAGS: tuple[ControlFlag, ...] = get_args(ControlFlag)
 STALL_POINTS: tuple[StallPoint, ...] = get_args(StallPoint)
+EMPTY_STREAM_CONTENTS: tuple[EmptyStreamContent, ...] = get_args(EmptyStreamContent)
 #: Kinds that shape a chat answer or its nonce check: they never hit a page request.
 AJAX_ONLY_KINDS: frozenset[FaultKind] = frozenset(
-    {"expire_nonce", "malformed", "error_words", "control", "error_object"}
+    {
+        "expire_nonce",
+        "malformed",
+        "error_words",
+        "control",
+        "error_object",
+        "linger",
+        "empty_stream",
+    }
 )
 #: Kinds for AIPKit streams only: they hit step 2 and nothing else.
 AIPKIT_ONLY_KINDS: frozenset[FaultKind] = frozenset(
@@ -148,6 +182,10 @@ _PARAMETERS: dict[FaultKind, tuple[str, ...]] = {
     "warning": ("message", "after_tokens"),
     "named_event": ("event", "data", "where", "after_tokens"),
     "done_data": ("data",),
+    "linger": ("seconds",),
+    "empty_stream": ("content",),
+    "cut": ("after_bytes", "after_tokens"),
+    "firewall": ("firewall", "status"),
 }
 _PRIMARY: dict[FaultKind, str] = {
     "status": "status",
@@ -162,6 +200,9 @@ _PRIMARY: dict[FaultKind, str] = {
     "warning": "message",
     "named_event": "event",
     "done_data": "data",
+    "linger": "seconds",
+    "empty_stream": "content",
+    "firewall": "firewall",
 }
 _REQUIRED: dict[FaultKind, tuple[str, ...]] = {
     "status": ("status",),
@@ -169,6 +210,7 @@ _REQUIRED: dict[FaultKind, tuple[str, ...]] = {
     "malformed": ("variant",),
     "control": ("flag",),
     "named_event": ("event",),
+    "firewall": ("firewall",),
 }
 _OPTIONAL_FIELDS = (
     "status",
@@ -186,6 +228,8 @@ _OPTIONAL_FIELDS = (
     "notice",
     "event",
     "data",
+    "content",
+    "firewall",
 )
 _DEFAULTS: dict[str, object] = dict.fromkeys(_OPTIONAL_FIELDS) | {"limited": False, "notice": True}
 _BOOLEANS = frozenset({"limited", "done", "notice"})
@@ -225,6 +269,8 @@ class Fault:
         notice: whether a ``quota`` error carries ``quota_notice``.
         event: a ``named_event``'s name.
         data: JSON text: a ``named_event``'s data or a ``done_data`` payload.
+        content: the body of an ``empty_stream`` reply.
+        firewall: whose page a ``firewall`` fault sends.
     """
 
     kind: FaultKind = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
@@ -252,6 +298,13 @@ class Fault:
     notice: bool = True
     event: str | None = None
     data: str | None = None
+    content: EmptyStreamContent | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.in_(EMPTY_STREAM_CONTENTS)),
+    )
+    firewall: FirewallName | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(FIREWALL_NAMES))
+    )
 
     @times.validator
     def _check_times(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:
@@ -272,12 +325,18 @@ class Fault:
                 raise ValueError(f"{self.kind} fault needs {name!r}")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status 100-599, got {self.status}")
+        if self.kind == "linger" and self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"a linger fault's seconds must be positive, got {self.seconds}")
         if self.kind == "challenge" and self.status not in (None, 403, 503):
             raise ValueError(f"a challenge answers 403 or 503, got {self.status}")
         if self.kind in AJAX_ONLY_KINDS and self.target == "page":
             raise ValueError(f"{self.kind} fault only applies to the AJAX endpoint, not a page")
-        if self.kind == "drop" and self.after_bytes is not None and self.after_tokens is not None:
-            raise ValueError("drop fault takes after_bytes or after_tokens, not both")
+        if (
+            self.kind in ("drop", "cut")
+            and self.after_bytes is not None
+            and self.after_tokens is not None
+        ):
+            raise ValueError(f"{self.kind} fault takes after_bytes or after_tokens, not both")
         self._check_aipkit_fields()
 
     def _check_aipkit_fields(self) -> None:

@@ -70,6 +70,8 @@ class PageContext:
     post_id: str
     bot_id: str
     front_page: bool
+    #: ``data-openai_stream_nav``: ``1`` when the site streams, ``0`` when it answers in JSON.
+    stream_nav: str = "1"
 
 
 @functools.cache
@@ -149,7 +151,11 @@ def landing_links(base_url: str, post_id: str, front_page: bool) -> tuple[str, .
 def _container_tag(style: PageStyle, page: PageContext) -> str:
     """The chat container's opening tag, written the way ``style`` says."""
     captured = _template("container_tag.html").substitute(
-        nonce=page.nonce, post_id=page.post_id, bot_id=page.bot_id, base_url=page.base_url
+        nonce=page.nonce,
+        post_id=page.post_id,
+        bot_id=page.bot_id,
+        base_url=page.base_url,
+        stream_nav=page.stream_nav,
     )
     attributes = [(name, value) for name, _, value in _ATTRIBUTE.findall(captured)]
     if style == "single_quotes":
@@ -202,7 +208,7 @@ def _widget_content(page: PageContext) -> str:
         f'     data-bot-id="{page.bot_id}"\n'
         '     data-width="350"\n'
         '     data-height="400"\n'
-        '     data-openai_stream_nav="1"\n'
+        f'     data-openai_stream_nav="{page.stream_nav}"\n'
         '     data-type="widget"\n'
         ">\n"
         '    <div class="wpaicg-chatbox-content">\n'

@@ -9,11 +9,16 @@ the scripted stalls and drops — so faults can reshape any reply the same way.
 from __future__ import annotations
 
 import json
+import random
+import string
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import ClassVar
 
 import attrs
 from aiohttp import web
 
+from chatgptt.emulator.config import FrameStyleName, Framing
 from chatgptt.emulator.wordpress import php_json_encode
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "SSE_CONTENT_TYPE",
     "Delivery",
     "Frame",
+    "FrameStyle",
     "Pause",
     "Reply",
     "ajax_html",
@@ -36,6 +42,7 @@ __all__ = [
     "control_frame",
     "error_object_frame",
     "error_word_frames",
+    "frame_style",
     "html_page",
     "send_reply",
     "split_answer",
@@ -109,6 +116,11 @@ class Delivery:
     stall_after_tokens: int = 0
     cut_after_bytes: int | None = None
     cut_after_tokens: int | None = None
+    #: ``close``: no length, no chunks, the body ends at connection close (PHP's server).
+    framing: Framing = "length"
+    #: After the last frame, in place of ``[DONE]``, a keep-alive comment this often until
+    #: the client leaves (a site that never says the stream is over).
+    linger_seconds: float | None = None
 
 
 def html_page(
@@ -186,26 +198,81 @@ def split_answer(answer: str, size: int) -> list[str]:
     return [answer[start : start + size] for start in range(0, len(answer), size)]
 
 
-def chunk_frame(delta: Mapping[str, str], finish_reason: str | None, model_name: str) -> bytes:
-    """One OpenAI ``chat.completion.chunk`` frame, in the rig's JSON style (``", "``, ``\\u``)."""
-    chunk = {
-        "id": COMPLETION_ID,
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+@attrs.frozen(kw_only=True)
+class FrameStyle:
+    """What varies from one relayed upstream stream to another: the completion's ``id``
+    and ``created``, the JSON spacing, a ``system_fingerprint`` or none.
+
+    The plugin relays the upstream's frames as they come, so a client must not depend on
+    any of these; :meth:`varied` draws them per reply, :data:`CAPTURE` is the capture
+    rig's (the bytes of ``tests/vectors/classic``).
+    """
+
+    id: str = COMPLETION_ID
+    created: int = COMPLETION_CREATED
+    separators: tuple[str, str] = (", ", ": ")
+    ensure_ascii: bool = True
+    fingerprint: str | None = None
+
+    CAPTURE: ClassVar[FrameStyle]
+
+    @classmethod
+    def varied(cls, rng: random.Random | None = None) -> FrameStyle:
+        """A style as a real upstream might write it (OpenAI's ``chatcmpl-`` + 29 characters)."""
+        pick = rng or random.Random()
+        return cls(
+            id="chatcmpl-" + "".join(pick.choices(_ID_ALPHABET, k=29)),
+            created=int(time.time()) - pick.randrange(0, 5),
+            separators=pick.choice([(", ", ": "), (",", ":")]),
+            ensure_ascii=pick.random() < 0.5,
+            fingerprint=pick.choice(
+                [None, "fp_" + "".join(pick.choices("0123456789abcdef", k=10))]
+            ),
+        )
+
+
+FrameStyle.CAPTURE = FrameStyle()
+
+
+def frame_style(name: FrameStyleName) -> FrameStyle:
+    """The style of one reply's frames: the capture's, or a fresh varied one."""
+    return FrameStyle.CAPTURE if name == "capture" else FrameStyle.varied()
+
+
+def chunk_frame(
+    delta: Mapping[str, str],
+    finish_reason: str | None,
+    model_name: str,
+    style: FrameStyle = FrameStyle.CAPTURE,
+) -> bytes:
+    """One OpenAI ``chat.completion.chunk`` frame; by default in the rig's JSON style
+    (``", "``, ``\\u`` escapes)."""
+    chunk: dict[str, object] = {
+        "id": style.id,
         "object": "chat.completion.chunk",
-        "created": COMPLETION_CREATED,
+        "created": style.created,
         "model": model_name,
-        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}],
     }
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    if style.fingerprint is not None:
+        chunk["system_fingerprint"] = style.fingerprint
+    chunk["choices"] = [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}]
+    data = json.dumps(chunk, separators=style.separators, ensure_ascii=style.ensure_ascii)
+    return b"data: " + data.encode() + b"\n\n"
 
 
-def answer_frames(answer: str, *, token_chars: int, model_name: str) -> list[Frame]:
+def answer_frames(
+    answer: str, *, token_chars: int, model_name: str, style: FrameStyle = FrameStyle.CAPTURE
+) -> list[Frame]:
     """The relayed upstream stream: a role frame, the pieces, a finish frame, ``[DONE]``."""
-    frames = [Frame(chunk_frame({"role": "assistant", "content": ""}, None, model_name))]
+    frames = [Frame(chunk_frame({"role": "assistant", "content": ""}, None, model_name, style))]
     frames += [
-        Frame(chunk_frame({"content": piece}, None, model_name), token=True)
+        Frame(chunk_frame({"content": piece}, None, model_name, style), token=True)
         for piece in split_answer(answer, token_chars)
     ]
-    frames.append(Frame(chunk_frame({}, "stop", model_name)))
+    frames.append(Frame(chunk_frame({}, "stop", model_name, style)))
     frames.append(Frame(DONE_FRAME))
     return frames
 
@@ -239,18 +306,29 @@ async def send_reply(
 ) -> web.StreamResponse:
     """Play ``reply`` on the wire as ``delivery`` says; the response for aiohttp to finish.
 
-    A break closes the connection after the bytes already written, so the client sees a
-    body that stops short (a chunked stream without its last chunk, or fewer bytes than the
-    ``Content-Length``), never a clean end.
+    A break closes the connection after the bytes already written. With ``length``
+    framing the client sees a body that stops short (a chunked stream without its last
+    chunk, or fewer bytes than the ``Content-Length``); with ``close`` framing — as the
+    real site's PHP server sends every reply — it sees a clean end: only the body itself
+    can tell that it was cut.
     """
-    response = web.StreamResponse(status=reply.status, reason=reply.reason)
+    close = delivery.framing == "close"
+    response: web.StreamResponse
+    if close:
+        response = _CloseDelimitedResponse(status=reply.status, reason=reply.reason)
+        response.force_close()
+    else:
+        response = web.StreamResponse(status=reply.status, reason=reply.reason)
     for name, value in reply.headers:
         response.headers.add(name, value)
     frames = reply.frames if request.method != "HEAD" else ()
-    if reply.streamed:
-        response.enable_chunked_encoding()
-    else:
-        response.content_length = len(reply.body)
+    if delivery.linger_seconds is not None and frames and frames[-1].data == DONE_FRAME:
+        frames = frames[:-1]
+    if not close:
+        if reply.streamed:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(reply.body)
     await response.prepare(request)
 
     tokens_total = sum(frame.token for frame in frames)
@@ -289,8 +367,25 @@ async def send_reply(
                 return _hang_up(request, response)
     if delivery.cut_after_bytes is not None:
         return _hang_up(request, response)
+    if delivery.linger_seconds is not None:
+        # Until the client hangs up (the handler is cancelled, or the write fails) or
+        # the server stops (the pause says so).
+        try:
+            while await pause(delivery.linger_seconds):
+                await response.write(b":\n")
+        except ConnectionError:
+            pass
+        return _hang_up(request, response)
     await response.write_eof()
     return response
+
+
+class _CloseDelimitedResponse(web.StreamResponse):
+    """A response with neither ``Content-Length`` nor chunking: its body ends where the
+    connection closes. aiohttp chunks any HTTP/1.1 body of unknown length; its length
+    check (off for WebSockets) is what decides that, so it is switched off here."""
+
+    _length_check = False
 
 
 def _hang_up(request: web.BaseRequest, response: web.StreamResponse) -> web.StreamResponse:

@@ -1,9 +1,18 @@
 """Stream decode: the reply's bytes, by ``Content-Type``, into answer text or typed errors.
 
-The pure parts — :class:`StreamInterpreter` (SSE events to text) and
-:func:`decode_json_reply` — do no I/O and are what the property tests exercise;
-:class:`DecodeReply` wires them to the reply body and primes the stream (reads up
-to its first text) so that a failure before any text stays retryable.
+The pure parts — :class:`StreamInterpreter` (SSE events to text),
+:func:`decode_json_reply` and :func:`json_unfinished` — do no I/O and are what the
+property tests exercise; :class:`DecodeReply` wires them to the reply body and primes
+the stream (reads up to its first text) so that a failure before any text stays retryable.
+
+An answer is complete only when the site says so: a stream ends with ``[DONE]`` or a
+frame with a ``finish_reason``. A stream that stops without either was cut off — by a
+dropped connection, a proxy, a PHP worker that died — even when the connection closed
+cleanly (the real site's PHP server marks the end of a body only by closing it). That is an
+:class:`IncompleteReplyError`: retried before any text, the ``cause`` of a
+``StreamInterruptedError`` after. A 200 event stream with no event at all (an empty body, a
+PHP error page, a firewall's page) is no answer either: a ``MalformedResponseError`` that
+quotes it, or a ``BotProtectionError``.
 """
 
 from __future__ import annotations
@@ -16,11 +25,12 @@ from typing import Any, ClassVar
 
 import attrs
 
-from stages.core import Body, Exchange, TextStream, require
+from stages.core import Body, Exchange, Reply, TextStream, require
 from stages.errors import (
     BotProtectionError,
     ChatGpttError,
     EmptyMessageError,
+    IncompleteReplyError,
     IPBannedError,
     MalformedResponseError,
     MessageFlaggedError,
@@ -31,8 +41,8 @@ from stages.errors import (
     UpstreamError,
     excerpt,
 )
-from stages.http import read_prefix
-from stages.protection import challenge_marker
+from stages.http import ERROR_PREVIEW_BYTES, length_declared, read_prefix, readable_excerpt
+from stages.protection import detect_protection
 from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = [
@@ -40,14 +50,16 @@ __all__ = [
     "DecodeReply",
     "StreamInterpreter",
     "decode_json_reply",
+    "json_unfinished",
     "site_error",
 ]
 
 #: After the answer's finish frame, at most this much more is read looking for
 #: ``[DONE]`` (so the connection can be reused) before the connection is dropped ...
 DRAIN_LIMIT = 64 * 1024
-#: ... and for at most this long: the answer is complete, the caller must not wait
-#: on a server that is slow to say so.
+#: ... and for at most this long in total, counted from the finish frame: the answer is
+#: complete, the caller must not wait on a server that is slow to say so (or that keeps
+#: sending comments and never does).
 DRAIN_SECONDS = 0.25
 
 _ERROR_WORD = re.compile(r'\{"choices":\[\{"delta":\{"content":"(.*)"\}\}\]\}', re.DOTALL)
@@ -131,6 +143,28 @@ def decode_json_reply(body: bytes, url: str, *, nonce: str | None = None) -> str
     )
 
 
+# A JSON string (its closing quote captured, empty when the text ends inside it) or a bracket.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*("?)|[{}\[\]]', re.DOTALL)
+
+
+def json_unfinished(text: str) -> bool:
+    """Whether ``text`` stops inside a JSON document: a string, object or array still open.
+
+    Every proper prefix of a JSON object is unfinished; a whole document, or text whose
+    brackets all close (a PHP warning before valid JSON, a syntax error), is not.
+    """
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text):
+        if token.group()[0] == '"':
+            if not token.group(1):
+                return True
+        elif token.group() in "{[":
+            depth += 1
+        else:
+            depth -= 1
+    return depth > 0
+
+
 def _loads_or_fail(text: str, body: bytes, url: str) -> Any:
     try:
         return json.loads(text)
@@ -144,8 +178,8 @@ class StreamInterpreter:
     """Turns the plugin's SSE events into answer text, or raises what they mean.
 
     - OpenAI chunks: the text of ``choices[0].delta.content`` or ``choices[0].text``.
-      The answer ends at ``[DONE]``, at a ``finish_reason`` (later frames are not
-      answer text) or at the end of the stream.
+      The answer ends at ``[DONE]`` or at a ``finish_reason`` (later frames are not
+      answer text); a stream that ends before either is incomplete (:meth:`end`).
     - The plugin's upstream-error form (PROTOCOL.md §5, §7): the first frame has no
       ``id``/``object``, comes as ``event: message``, and carries a word of the error
       message (not JSON-escaped, so it may not parse). Its words are collected, never
@@ -157,12 +191,16 @@ class StreamInterpreter:
       :class:`MalformedResponseError` naming the frame: text is never dropped silently.
     """
 
-    __slots__ = ("_error_words", "_mode", "_pending", "done", "finished", "url")
+    __slots__ = ("_error_words", "_mode", "_pending", "done", "finished", "seen", "url")
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: ``[DONE]`` came: the site said the answer is complete.
         self.done = False
+        #: A ``finish_reason`` came: the answer's text is complete.
         self.finished = False
+        #: At least one event came.
+        self.seen = False
         self._mode: str | None = None
         self._error_words: list[str] = []
         self._pending: ChatGpttError | None = None
@@ -178,6 +216,7 @@ class StreamInterpreter:
         parts: list[str] = []
         try:
             for event in events:
+                self.seen = True
                 if self.done:
                     break
                 data = event.data
@@ -204,10 +243,23 @@ class StreamInterpreter:
             raise pending
 
     def end(self) -> None:
-        """The stream ended; raises if what came so far was an error, not an answer."""
+        """The stream ended; raises if what came so far was an error, or not a whole answer.
+
+        Raises:
+            UpstreamError: the stream was the plugin's upstream-error form.
+            IncompleteReplyError: neither ``[DONE]`` nor a ``finish_reason`` came.
+            MalformedResponseError: no event came at all.
+        """
         self.check()
         if self._mode == "error":
             raise self._upstream()
+        if self.done or self.finished:
+            return
+        if not self.seen:
+            raise MalformedResponseError("an event stream without a single event", url=self.url)
+        raise IncompleteReplyError(
+            "the stream ended without a finish frame or [DONE]", url=self.url
+        )
 
     def _text_of(self, event: ServerSentEvent, data: str) -> str:
         try:
@@ -285,18 +337,73 @@ class StreamInterpreter:
         )
 
 
+class _Head:
+    """The first bytes of a stream, kept until its first event to quote a stream that had none."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        if self.size < ERROR_PREVIEW_BYTES:
+            self.parts.append(chunk[: ERROR_PREVIEW_BYTES - self.size])
+            self.size += len(self.parts[-1])
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
+_FIELDS = (b"data:", b"event:", b"id:", b"retry:")
+
+
+def _eventless(head: bytes, url: str, *, cut: bool) -> ChatGpttError:
+    """The error for a 200 event stream that ended without a single event.
+
+    ``cut``: the body ended inside a line or event. When what came is the start of a
+    frame (``data: {…``, or even ``da``), the stream was cut in its first frame.
+    """
+    protection = detect_protection(head)
+    if protection is not None:
+        return BotProtectionError(url, 200, protection.marker, firewall=protection.firewall)
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if cut and start and any(start.startswith(f) or f.startswith(start) for f in _FIELDS):
+        return IncompleteReplyError(
+            f"the stream ended inside its first frame: {excerpt(start)}", url=url
+        )
+    if not head.strip():
+        return MalformedResponseError(
+            "the event stream was empty: the site sent no event at all (the plugin does so "
+            "when its PHP lacks the curl extension)",
+            url=url,
+        )
+    return MalformedResponseError(
+        "an event stream without a single event", url=url, preview=readable_excerpt(head)
+    )
+
+
+def _cut_frame(exc: MalformedResponseError, url: str) -> ChatGpttError:
+    """A frame that does not parse where the body ends without its blank line was cut off."""
+    if exc.what == "a stream frame is not valid JSON":
+        return IncompleteReplyError(f"the stream ended inside a frame: {exc.preview}", url=url)
+    return exc
+
+
 async def _sse_texts(body: Body, url: str, max_event_bytes: int) -> AsyncIterator[str]:
     """The answer's text as the body's chunks arrive (one string per chunk that carried any)."""
     decoder = SSEDecoder(max_line_bytes=max_event_bytes)
     interpreter = StreamInterpreter(url)
+    head: _Head | None = _Head()  # dropped at the first event
+    drain_until: float | None = None  # set once, at the finish frame
     drained = 0
     chunks = aiter(body)
     try:
         try:
             while True:
-                if interpreter.finished:
+                if drain_until is not None:
                     try:
-                        async with asyncio.timeout(DRAIN_SECONDS):
+                        async with asyncio.timeout_at(drain_until):
                             chunk = await anext(chunks)
                     except (TimeoutError, StopAsyncIteration):
                         return
@@ -305,34 +412,53 @@ async def _sse_texts(body: Body, url: str, max_event_bytes: int) -> AsyncIterato
                         chunk = await anext(chunks)
                     except StopAsyncIteration:
                         break
+                if head is not None:
+                    head.add(chunk)
                 try:
                     events = decoder.feed(chunk)
                 except SSELineTooLongError as exc:
                     raise ResponseTooLargeError("a stream line", max_event_bytes, url=url) from exc
                 if decoder.buffered_bytes > max_event_bytes:  # many short lines, no blank line
                     raise ResponseTooLargeError("a stream event", max_event_bytes, url=url)
-                if interpreter.finished:
+                if drain_until is not None:
                     drained += len(chunk)
                 if events:
+                    head = None
                     text = interpreter.feed(events)
+                    if interpreter.finished and drain_until is None:
+                        drain_until = asyncio.get_running_loop().time() + DRAIN_SECONDS
                     if text:
                         yield text
                         interpreter.check()
                     if interpreter.done:
                         return
-                if interpreter.finished and drained > DRAIN_LIMIT:
+                if drain_until is not None and drained > DRAIN_LIMIT:
                     return
         except ChatGpttError:
             if interpreter.finished:
                 return  # the answer was complete; only the wait for [DONE] failed
             raise
-        if decoder.pending:
+        cut = decoder.pending
+        if cut:
             # The stream ended inside an event (no blank line after it). The spec drops
-            # such an event; its text is kept instead, or a cut frame is reported.
-            text = interpreter.feed(decoder.feed(b"\n\n"))
+            # such an event; its text is kept instead when its frame is whole — a frame
+            # cut short is what a cut connection leaves.
+            last = decoder.feed(b"\n\n")
+            if last:
+                head = None
+            try:
+                text = interpreter.feed(last)
+            except MalformedResponseError as exc:
+                raise _cut_frame(exc, url) from exc
             if text:
                 yield text
+            try:
+                interpreter.check()
+            except MalformedResponseError as exc:
+                raise _cut_frame(exc, url) from exc
         interpreter.feed(decoder.close())
+        if head is not None and not interpreter.seen:
+            raise _eventless(head.bytes(), url, cut=cut)
         interpreter.end()
     finally:
         await body.aclose()
@@ -365,6 +491,25 @@ class _Prefixed:
 
     async def aclose(self) -> None:
         await self._body.aclose()
+
+
+def _json_failure(exc: MalformedResponseError, raw: bytes, reply: Reply) -> ChatGpttError:
+    """What a JSON reply that does not parse means.
+
+    With no declared length (``Content-Length`` or chunks: the real PHP server's replies)
+    the body ends where the connection closed, so a document that stops before its end was
+    most likely cut off: an :class:`IncompleteReplyError`, retried. With a declared length
+    the site sent it so: ``exc`` stands. An empty body is never a cut answer: it says so.
+    """
+    if not raw.strip():
+        return MalformedResponseError("an empty reply (declared as JSON)", url=reply.url)
+    if not length_declared(reply.headers) and json_unfinished(raw.decode("utf-8", "replace")):
+        return IncompleteReplyError(
+            f"the JSON reply stopped after {len(raw)} bytes, before its end (no declared "
+            "length: the connection closed there)",
+            url=reply.url,
+        )
+    return exc
 
 
 _SSE_START = (b"data:", b"event:", b"id:", b"retry:", b":")
@@ -413,13 +558,17 @@ class DecodeReply:
                 raw = await body.read(limits.max_body_bytes)
                 await body.aclose()
                 nonce = exchange.tokens.nonce if exchange.tokens is not None else None
-                stream = TextStream.of(decode_json_reply(raw, reply.url, nonce=nonce))
+                try:
+                    text = decode_json_reply(raw, reply.url, nonce=nonce)
+                except MalformedResponseError as exc:
+                    raise _json_failure(exc, raw, reply) from exc
+                stream = TextStream.of(text)
             elif kind == "sse":
                 stream = TextStream(
                     _sse_texts(body, reply.url, limits.max_event_bytes), on_close=body.aclose
                 )
             else:
-                raise await self._unexpected(body, media or "no Content-Type", reply.url)
+                raise await self._unexpected(body, media or "no Content-Type", reply)
         except BaseException:
             await body.aclose()
             raise
@@ -431,11 +580,14 @@ class DecodeReply:
         return attrs.evolve(exchange, text=stream)
 
     @staticmethod
-    async def _unexpected(body: Body, media: str, url: str) -> ChatGpttError:
+    async def _unexpected(body: Body, media: str, reply: Reply) -> ChatGpttError:
+        url = reply.url
         preview = await read_prefix(body)
-        marker = challenge_marker(preview)
-        if marker is not None:
-            return BotProtectionError(url, 200, marker)
+        protection = detect_protection(preview, reply.headers)
+        if protection is not None:
+            return BotProtectionError(
+                url, reply.status, protection.marker, firewall=protection.firewall
+            )
         if not preview.strip():
             return MalformedResponseError("an empty reply", url=url)
         return MalformedResponseError(

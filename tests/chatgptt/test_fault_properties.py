@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from chatgptt import ChatGpttError, RetryPolicy, StreamInterruptedError, Timeouts
 from chatgptt.emulator import CONTROL_FLAGS, EmulatorConfig, Fault
+from chatgptt.emulator.faults import EMPTY_STREAM_CONTENTS
+from chatgptt.emulator.firewalls import FIREWALL_NAMES
 from chatgptt.emulator.model import fit_answer
 from chatgptt.testing import provider_for
 from tests.conftest import FakeSleep
@@ -85,6 +87,28 @@ controls = st.builds(Fault, kind=st.just("control"), flag=st.sampled_from(CONTRO
 error_objects = st.builds(
     Fault, kind=st.just("error_object"), message=st.sampled_from([None, "Server overloaded"])
 )
+cuts = st.one_of(
+    st.builds(Fault, kind=st.just("cut"), target=_targets, times=_times),
+    st.builds(
+        Fault,
+        kind=st.just("cut"),
+        after_bytes=st.integers(min_value=0, max_value=2000),
+        target=_targets,
+        times=_times,
+    ),
+    st.builds(Fault, kind=st.just("cut"), after_tokens=_tokens, times=_times),
+)
+lingers = st.builds(Fault, kind=st.just("linger"), seconds=st.just(0.02))
+empty_streams = st.builds(
+    Fault, kind=st.just("empty_stream"), content=st.sampled_from(EMPTY_STREAM_CONTENTS)
+)
+firewalls = st.builds(
+    Fault,
+    kind=st.just("firewall"),
+    firewall=st.sampled_from(FIREWALL_NAMES),
+    status=st.sampled_from([None, 200, 503]),
+    target=_targets,
+)
 
 faults = st.one_of(
     statuses,
@@ -96,6 +120,10 @@ faults = st.one_of(
     error_words,
     controls,
     error_objects,
+    cuts,
+    lingers,
+    empty_streams,
+    firewalls,
 )
 
 # Words joined by single spaces: trimmed (the site trims the turn) and never PHP-empty.
@@ -112,6 +140,7 @@ class Scenario:
     token_chars: int
     message: str
     faults: tuple[Fault, ...]
+    framing: str = "length"
 
 
 scenarios = st.builds(
@@ -123,6 +152,7 @@ scenarios = st.builds(
     faults=st.integers(min_value=0, max_value=3).flatmap(
         lambda count: st.lists(faults, min_size=count, max_size=count).map(tuple)
     ),
+    framing=st.sampled_from(["length", "close"]),
 )
 
 
@@ -157,6 +187,7 @@ def test_the_answer_is_whole_or_a_typed_error_with_a_prefix(emulator, scenario: 
         mode=scenario.mode,
         answer_chars=scenario.answer_chars,
         token_chars=scenario.token_chars,
+        framing=scenario.framing,
     )
     for fault in scenario.faults:
         emulator.faults.add(fault)
@@ -222,6 +253,7 @@ after_text = st.one_of(
         variant=st.sampled_from(["invalid_json", "limited"]),
         after_tokens=st.integers(min_value=1, max_value=8),
     ),
+    st.builds(Fault, kind=st.just("cut"), after_tokens=st.integers(min_value=1, max_value=8)),
 )
 
 
@@ -235,14 +267,17 @@ after_text = st.one_of(
     failure=after_text,
     token_chars=st.integers(min_value=1, max_value=12),
     message=messages,
+    framing=st.sampled_from(["length", "close"]),
 )
 def test_a_failure_after_text_carries_exactly_the_delivered_prefix(
-    emulator, before: list[Fault], failure: Fault, token_chars: int, message: str
+    emulator, before: list[Fault], failure: Fault, token_chars: int, message: str, framing: str
 ) -> None:
     """Whatever failed first, once text has been delivered the caller gets either the whole
     answer or a StreamInterruptedError whose partial text is exactly what it received."""
     emulator.faults.clear()
-    emulator.config = EmulatorConfig(token_delay=0.0, mode="sse", token_chars=token_chars)
+    emulator.config = EmulatorConfig(
+        token_delay=0.0, mode="sse", token_chars=token_chars, framing=framing
+    )
     for fault in [*before, failure]:
         emulator.faults.add(fault)
     full = "Hello from upstream: " + message

@@ -27,6 +27,7 @@ from chatgptt import (
     ChatGpttError,
     CloudflareOriginError,
     HTTPStatusError,
+    IncompleteReplyError,
     IPBannedError,
     Limits,
     MalformedResponseError,
@@ -41,11 +42,13 @@ from chatgptt import (
     StreamInterruptedError,
     Timeouts,
     TokenLimitError,
+    TokensNotFoundError,
     UnknownActionError,
     UpstreamError,
 )
 from chatgptt.emulator import UPSTREAM_ERROR_MESSAGE, UPSTREAM_ERROR_TRIGGER, Fault
 from chatgptt.emulator.answers import CONTROL_MESSAGES, DEFAULT_ERROR_OBJECT_MESSAGE
+from chatgptt.emulator.firewalls import FIREWALL_NAMES, FIREWALL_PAGES
 from chatgptt.emulator.model import fit_answer
 from chatgptt.emulator.pages import challenge_page
 from chatgptt.emulator.replies import DONE_FRAME, answer_frames
@@ -111,6 +114,7 @@ class Expect:
     site_message: str | None = None
     timeout: tuple[str, float] | None = None
     message_contains: str | None = None
+    firewall: str | None = None
     ajax: int = 1
     pages: int = 1
     delays: tuple[float, ...] = ()
@@ -118,13 +122,23 @@ class Expect:
 
 @attrs.frozen(kw_only=True)
 class Case:
+    """A row of the matrix.
+
+    ``close`` is what the call ends in where it differs when the site sends every reply
+    as PHP's built-in server does (``framing="close"``: no length, no chunks, the body
+    ends when the connection closes): a cut then looks like an end, and only the body can
+    tell — a stream without its finish frame, a JSON document that stops early.
+    """
+
     faults: tuple[Fault, ...]
     expect: Expect | Mapping[str, Expect]  # one for both modes, or one per mode
     options: Mapping[str, Any] = attrs.field(factory=dict)
     config: Mapping[str, Any] = attrs.field(factory=dict)
+    close: Expect | Mapping[str, Expect] | None = None
 
-    def expected(self, mode: str) -> Expect:
-        return self.expect if isinstance(self.expect, Expect) else self.expect[mode]
+    def expected(self, mode: str, framing: str = "length") -> Expect:
+        expect = self.close if framing == "close" and self.close is not None else self.expect
+        return expect if isinstance(expect, Expect) else expect[mode]
 
 
 def _status(status: int, **fields: Any) -> Fault:
@@ -132,6 +146,10 @@ def _status(status: int, **fields: Any) -> Fault:
 
 
 _RETRIED_ONCE = Expect(text=ANSWER, ajax=2, delays=(0.5,))
+_EMPTY_REPLY = {
+    "sse": Expect(error=MalformedResponseError, message_contains="event stream was empty"),
+    "json": Expect(error=MalformedResponseError, message_contains="an empty reply"),
+}
 _RETRIED_ONCE_PAGE = Expect(text=ANSWER, ajax=1, pages=2, delays=(0.5,))
 
 
@@ -266,25 +284,94 @@ _MATRIX: dict[str, Case] = {
         expect=Expect(text=ANSWER, ajax=2, pages=2),
     ),
     # Drops: before any text, retried from the request; after text, never retried.
-    "drop-after-headers": Case(faults=(Fault(kind="drop"),), expect=_RETRIED_ONCE),
+    # Close-delimited, a drop right after the headers is an empty body: what the plugin
+    # sends on a PHP without curl, said as such and not retried.
+    "drop-after-headers": Case(
+        faults=(Fault(kind="drop"),), expect=_RETRIED_ONCE, close=_EMPTY_REPLY
+    ),
     "drop-after-10-bytes": Case(faults=(Fault(kind="drop", after_bytes=10),), expect=_RETRIED_ONCE),
-    "drop-after-0-tokens": Case(faults=(Fault(kind="drop", after_tokens=0),), expect=_RETRIED_ONCE),
+    "drop-after-0-tokens": Case(
+        faults=(Fault(kind="drop", after_tokens=0),), expect=_RETRIED_ONCE, close=_EMPTY_REPLY
+    ),
     "drop-after-2-tokens": Case(
         faults=(Fault(kind="drop", after_tokens=2),),
         expect={
             "sse": _interrupted("Hello from upstr", ProviderConnectionError, ajax=1),
             "json": _RETRIED_ONCE,  # a JSON body has no pieces: it breaks before any text
         },
+        close={
+            "sse": _interrupted("Hello from upstr", IncompleteReplyError, ajax=1),
+            "json": _EMPTY_REPLY["json"],
+        },
     ),
     "drop-always": Case(
         faults=(Fault(kind="drop", times=None),),
         expect=Expect(error=ProviderConnectionError, url="ajax", ajax=3, delays=(0.5, 1.0)),
+        close=_EMPTY_REPLY,
     ),
+    # Close-delimited, a landing page cut short is a page without tokens (see the README).
     "drop-page-after-headers": Case(
-        faults=(Fault(kind="drop", target="page"),), expect=_RETRIED_ONCE_PAGE
+        faults=(Fault(kind="drop", target="page"),),
+        expect=_RETRIED_ONCE_PAGE,
+        close=Expect(error=TokensNotFoundError, url="page", ajax=0),
     ),
     "drop-page-after-100-bytes": Case(
-        faults=(Fault(kind="drop", target="page", after_bytes=100),), expect=_RETRIED_ONCE_PAGE
+        faults=(Fault(kind="drop", target="page", after_bytes=100),),
+        expect=_RETRIED_ONCE_PAGE,
+        close=Expect(error=TokensNotFoundError, url="page", ajax=0),
+    ),
+    # The same cuts as the real site's transport makes them, whatever the emulator's framing.
+    "cut-after-headers": Case(faults=(Fault(kind="cut"),), expect=_EMPTY_REPLY),
+    "cut-after-10-bytes": Case(faults=(Fault(kind="cut", after_bytes=10),), expect=_RETRIED_ONCE),
+    "cut-after-2-tokens": Case(
+        faults=(Fault(kind="cut", after_tokens=2),),
+        expect={
+            "sse": _interrupted("Hello from upstr", IncompleteReplyError, ajax=1),
+            "json": _EMPTY_REPLY["json"],
+        },
+    ),
+    "cut-after-1-token-twice": Case(
+        faults=(Fault(kind="cut", after_tokens=1, times=2),),
+        expect={
+            "sse": _interrupted("Hello fr", IncompleteReplyError, ajax=1),
+            "json": _EMPTY_REPLY["json"],
+        },
+    ),
+    # The JSON document or the first frame stops before its end: retried.
+    "cut-after-60-bytes": Case(faults=(Fault(kind="cut", after_bytes=60),), expect=_RETRIED_ONCE),
+    # Lingering after the finish frame: the answer is whole (and returned at once: see
+    # test_hostile_sites for the timing); JSON replies have nothing to linger after.
+    "linger": Case(faults=(Fault(kind="linger", seconds=0.05),), expect=Expect(text=ANSWER)),
+    # An event stream with no events: never an empty answer, never retried.
+    **{
+        f"empty-stream-{content}": Case(
+            faults=(Fault(kind="empty_stream", content=content),),  # type: ignore[arg-type]
+            expect=Expect(error=error, message_contains=says, url="ajax"),
+        )
+        for content, error, says in (
+            ("nothing", MalformedResponseError, "event stream was empty"),
+            ("php_fatal", MalformedResponseError, "curl_init()"),
+            ("challenge", BotProtectionError, "Cloudflare"),
+        )
+    },
+    # Firewalls: named, whatever the status, never retried, on the page or the POST.
+    **{
+        f"firewall-{name}-on-{target}": Case(
+            faults=(Fault(kind="firewall", firewall=name, target=target, times=None),),
+            expect=Expect(
+                error=BotProtectionError,
+                firewall=FIREWALL_PAGES[name].firewall,
+                status=FIREWALL_PAGES[name].status,
+                url=target,
+                ajax=0 if target == "page" else 1,
+            ),
+        )
+        for name in FIREWALL_NAMES
+        for target in ("page", "ajax")
+    },
+    "firewall-wordfence-with-503-on-both": Case(
+        faults=(Fault(kind="firewall", firewall="wordfence", target="any", times=None),),
+        expect=Expect(error=BotProtectionError, firewall="Wordfence", status=503, ajax=0),
     ),
     # Stalls against short time limits.
     "stall-before-headers-once": Case(
@@ -385,8 +472,15 @@ _MATRIX: dict[str, Case] = {
     "malformed-truncated-end": Case(
         faults=(Fault(kind="malformed", variant="truncated_end"),),
         expect={
-            "sse": Expect(text=ANSWER),  # a clean end after whole frames: nothing is lost
+            # A clean end after whole frames but before the finish frame: the site never
+            # said the answer was complete, so the caller is told it may not be.
+            "sse": _interrupted(ANSWER, IncompleteReplyError),
             "json": Expect(error=MalformedResponseError, message_contains="does not parse"),
+        },
+        close={
+            "sse": _interrupted(ANSWER, IncompleteReplyError),
+            # With no declared length, half a document is a cut connection: retried.
+            "json": _RETRIED_ONCE,
         },
     ),
     "malformed-invalid-utf8": Case(
@@ -462,10 +556,14 @@ _MATRIX: dict[str, Case] = {
 }
 
 
+FRAMINGS = ("length", "close")
+
+
 def _matrix() -> Iterator[Any]:
     for name, case in _MATRIX.items():
         for mode in MODES:
-            yield pytest.param(mode, case, id=f"{mode}-{name}")
+            for framing in FRAMINGS:
+                yield pytest.param(mode, framing, case, id=f"{mode}-{framing}-{name}")
 
 
 def _check_error(error: BaseException, expect: Expect, emulator: Any) -> None:
@@ -480,12 +578,18 @@ def _check_error(error: BaseException, expect: Expect, emulator: Any) -> None:
         assert url in str(error)
     if expect.message_contains is not None:
         assert expect.message_contains in str(error)
+    if expect.firewall is not None:
+        assert getattr(error, "firewall", None) == expect.firewall
+        assert expect.firewall in str(error)
 
 
-@pytest.mark.parametrize(("mode", "case"), list(_matrix()))
-async def test_fault_matrix(emulator_factory, fake_sleep, mode: str, case: Case) -> None:
-    expect = case.expected(mode)
-    emulator = emulator_factory(mode=mode, faults=case.faults, **case.config)
+@pytest.mark.parametrize(("mode", "framing", "case"), list(_matrix()))
+async def test_fault_matrix(
+    emulator_factory, fake_sleep, mode: str, framing: str, case: Case
+) -> None:
+    expect = case.expected(mode, framing)
+    config = {"mode": mode, "framing": framing, **case.config}
+    emulator = emulator_factory(faults=case.faults, **config)
     provider = provider_for(emulator, retry_policy=policy(fake_sleep))
     chunks, error = await collect(provider, **case.options)
 
@@ -796,54 +900,64 @@ async def test_an_error_page_is_quoted_in_a_short_excerpt(emulator, fake_sleep) 
 # --- streams that end badly -----------------------------------------------------------------------
 
 _FRAME = 'data: {{"choices":[{{"delta":{{"content":"{}"}}}}]}}'
+_FINISH = 'data: {"choices":[{"delta":{"content":" world"},"finish_reason":"stop"}]}'
 
 
 @pytest.mark.parametrize(
-    ("body", "recoverable", "delivered"),
+    ("body", "delivered", "complete"),
     [
         pytest.param(
             _FRAME.format("Hello") + "\n\n" + _FRAME.format(" world"),
             "Hello world",
-            "Hello",
+            False,
             id="after-text",
         ),
-        pytest.param(_FRAME.format("Hello world"), "Hello world", "", id="only-event"),
+        pytest.param(_FRAME.format("Hello world"), "Hello world", False, id="only-event"),
         pytest.param(
             _FRAME.format("Hello") + "\n\n" + 'data: {"choices":[{"delta":{"con',
-            None,
             "Hello",
+            False,
             id="inside-a-line",
+        ),
+        pytest.param(
+            _FRAME.format("Hello") + "\n\n" + _FINISH, "Hello world", True, id="finish-last"
         ),
     ],
 )
+@pytest.mark.parametrize("framing", ["length", "close"])
 async def test_a_stream_ending_inside_an_event_never_drops_text_silently(
-    emulator, fake_sleep, body: str, recoverable: str | None, delivered: str
+    emulator_factory, fake_sleep, body: str, delivered: str, complete: bool, framing: str
 ) -> None:
     """The body ends cleanly but inside an event (no blank line after its last line): the
-    text is either recovered (when the last line is whole) or a typed error says the stream
-    was cut — never lost without a word.
+    text of a whole last frame is delivered, a cut one is not; the answer is complete only
+    if a finish frame came, else a typed error says the stream was cut — never an answer
+    cut short without a word.
 
     Served as an HTML 200 page, which the client sniffs as a stream (hosts mislabel it).
     """
+    emulator = emulator_factory(framing=framing)
     emulator.faults.add(_status(200, body=body))
     chunks, error = await collect(provider_for(emulator, retry_policy=policy(fake_sleep)))
-    text = "".join(chunks)
-    if error is None:
-        assert recoverable is not None, f"the cut event was dropped silently; got {text!r}"
-        assert text == recoverable, "the text of the cut event was dropped silently"
+    assert "".join(chunks) == delivered
+    if complete:
+        assert error is None
     else:
-        assert text == error.partial_text == delivered
-        target = error.cause if isinstance(error, StreamInterruptedError) else error
-        assert isinstance(target, MalformedResponseError)
+        assert isinstance(error, StreamInterruptedError)
+        assert error.partial_text == delivered
+        assert isinstance(error.cause, IncompleteReplyError)
+    assert emulator.stats.ajax_requests == 1
 
 
 @pytest.mark.parametrize("short_of_the_end", [len(DONE_FRAME), 3], ids=["before", "inside"])
 async def test_a_break_after_the_finish_frame_does_not_fail_a_complete_answer(
-    emulator, fake_sleep, short_of_the_end: int
+    emulator_factory, fake_sleep, short_of_the_end: int
 ) -> None:
     """The answer ended at its ``finish_reason``; the connection then breaks before (or
     inside) ``[DONE]``. Nothing of the answer is missing: the call completes, as it does
-    when the stream ends cleanly without ``[DONE]`` (``malformed-no-done``)."""
+    when the stream ends cleanly without ``[DONE]`` (``malformed-no-done``).
+
+    The capture's frames, whose length is known, so the cut falls where it should."""
+    emulator = emulator_factory(frames="capture")
     frames = answer_frames(ANSWER, token_chars=8, model_name=emulator.config.model_name)
     body = b"".join(frame.data for frame in frames)
     assert frames[-1].data == DONE_FRAME

@@ -9,11 +9,14 @@ from hypothesis import strategies as st
 from stages.errors import (
     ChatGpttError,
     HTTPStatusError,
+    IncompleteReplyError,
     InvalidMessagesError,
+    MalformedResponseError,
     NonceRejectedError,
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitError,
+    RedirectError,
     StreamInterruptedError,
     TokensNotFoundError,
     UnknownActionError,
@@ -48,6 +51,10 @@ def test_redacted_urls_never_contain_the_password(user: str, password: str) -> N
         ProviderTimeoutError("connect", 1, url=url),
         HTTPStatusError(502, url),
         RateLimitError(url, retry_after=3),
+        RedirectError(url, "scheme", location="ftp://" + url.removeprefix("http://")),
+        RedirectError(url, "loop", location=url, chain=(url, url + "a", url)),
+        IncompleteReplyError("cut", url=url),
+        MalformedResponseError("bad", url=url),
     ]
     for error in errors:
         assert f":{password}@" not in str(error)
@@ -104,3 +111,13 @@ def test_keyerror_subclass_prints_plainly() -> None:
     with pytest.raises(KeyError) as info:
         raise StageNotFoundError("x", ("a",))
     assert str(info.value) == "no stage named 'x'; stages: a"
+
+
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=True))
+def test_a_wait_always_reads_as_a_number_and_a_unit(seconds: float) -> None:
+    from stages.errors import describe_wait
+
+    text = describe_wait(seconds)
+    assert text == "an unbounded time" or text.endswith((" s", " min", " h", " days"))
+    assert "inf" not in text
+    assert "nan" not in text

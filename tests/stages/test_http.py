@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from stages.config import Timeouts
 from stages.errors import (
@@ -25,7 +26,17 @@ from stages.errors import (
     ServerError,
     UnknownActionError,
 )
-from stages.http import ResponseBody, classify_failure, parse_retry_after, send
+from stages.http import (
+    RETRY_AFTER_CEILING,
+    ResponseBody,
+    classify_failure,
+    length_declared,
+    map_client_error,
+    parse_retry_after,
+    readable_excerpt,
+    send,
+    shown_proxy,
+)
 from tests.conftest import VECTORS, make_call
 
 URL = "https://chatgptt.me/wp-admin/admin-ajax.php"
@@ -105,8 +116,10 @@ def test_retry_after_forms() -> None:
 
 
 @given(st.integers(min_value=0, max_value=10**6))
-def test_retry_after_seconds_round_trip(seconds: int) -> None:
-    assert parse_retry_after({"Retry-After": str(seconds)}) == float(seconds)
+def test_retry_after_seconds_round_trip_up_to_the_ceiling(seconds: int) -> None:
+    assert parse_retry_after({"Retry-After": str(seconds)}) == min(
+        float(seconds), RETRY_AFTER_CEILING
+    )
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -235,3 +248,98 @@ async def test_refused_connection_is_a_clear_connection_error(session) -> None:
     url = "http://127.0.0.1:9/"  # discard port: nothing listens on loopback here
     with pytest.raises(ProviderConnectionError, match=r"cannot connect to 127\.0\.0\.1:9"):
         await send(make_call(session, url=url), "GET", url, headers={})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "9" * 400},
+        {"Retry-After": "99999999999"},
+        {"retry-after-ms": "inf"},
+        {"retry-after-ms": "1e400"},
+        {"Retry-After": email.utils.formatdate(4_000_000_000, usegmt=True)},
+    ],
+)
+def test_an_endless_retry_after_is_capped_at_a_day(headers: dict[str, str]) -> None:
+    assert parse_retry_after(headers, now=1_700_000_000.0) == RETRY_AFTER_CEILING == 86_400.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after-ms": "nan"},
+        {"Retry-After": "-5"},
+        {"Retry-After": "1e3"},
+        {"Retry-After": "٣"},
+    ],
+)
+def test_an_unreadable_retry_after_is_ignored(headers: dict[str, str]) -> None:
+    assert parse_retry_after(headers) is None
+
+
+def test_a_rate_limit_reads_its_wait_in_units_a_person_uses() -> None:
+    for seconds, text in ((12, "12 s"), (600, "10 min"), (86_400, "24 h"), (7 * 86_400, "7 days")):
+        assert f"retry after {text}" in str(RateLimitError(URL, retry_after=seconds))
+    assert "inf" not in str(RateLimitError(URL, retry_after=float("inf")))
+
+
+@pytest.mark.parametrize(
+    ("proxy", "shown"),
+    [
+        ("http://user:pass@proxy.local:3128", "proxy.local:3128"),
+        ("http://proxy.local", "proxy.local"),
+        ("http://u:p@[::1]:8080/", "[::1]:8080"),
+        ("http://:8080", "<proxy without a host>"),
+    ],
+)
+def test_a_proxy_is_shown_without_its_credentials(proxy: str, shown: str) -> None:
+    assert shown_proxy(proxy) == shown
+
+
+def test_a_proxy_that_drops_the_tunnel_is_named() -> None:
+    key = aiohttp.client_reqrep.ConnectionKey("chat.example", 443, True, True, None, None, None)
+    exc = aiohttp.ClientConnectorError(key, ConnectionResetError(104, "Connection reset by peer"))
+    error = map_client_error(exc, "https://chat.example/", proxy="http://u:pw@10.0.0.1:3128")
+    assert str(error) == (
+        "cannot connect to chat.example:443 through the proxy 10.0.0.1:3128: "
+        "Connection reset by peer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "declared"),
+    [
+        ({"Content-Length": "10"}, True),
+        ({"Transfer-Encoding": "chunked"}, True),
+        ({"Transfer-Encoding": "gzip, chunked"}, True),
+        ({"Connection": "close"}, False),
+        ({}, False),
+    ],
+)
+def test_a_body_end_is_declared_by_a_length_or_chunks(headers, declared: bool) -> None:
+    assert length_declared(CIMultiDict(headers)) is declared
+
+
+@given(st.sampled_from(["Retry-After", "retry-after-ms"]), st.text(max_size=40))
+def test_any_retry_after_is_absent_or_a_finite_wait_up_to_the_ceiling(
+    header: str, value: str
+) -> None:
+    wait = parse_retry_after({header: value}, now=1_700_000_000.0)
+    assert wait is None or 0.0 <= wait <= RETRY_AFTER_CEILING
+
+
+@given(
+    st.text(alphabet=st.characters(whitelist_categories=("Ll", "Nd")), min_size=1, max_size=12),
+    st.text(alphabet=st.characters(whitelist_categories=("Lu", "Nd")), min_size=6, max_size=24),
+    st.integers(min_value=1, max_value=65535),
+)
+def test_a_shown_proxy_never_carries_its_credentials(user: str, password: str, port: int) -> None:
+    shown = shown_proxy(f"http://{user}:{password}@proxy.example:{port}")
+    assert shown == f"proxy.example:{port}"
+    assert password not in shown
+
+
+def test_an_html_excerpt_reads_like_the_page() -> None:
+    page = b"<br />\n<b>Fatal error</b>:  Uncaught Error in <b>/x.php</b> on line <b>8</b><br />"
+    assert readable_excerpt(page) == "Fatal error: Uncaught Error in /x.php on line 8"
+    assert readable_excerpt(b"<p>One</p><p>Two &amp; three</p>") == "One Two & three"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
+import attrs
 import pytest
 
-from chatgptt.emulator import EmulatorConfig, EmulatorServer, Fault, Mode
+from chatgptt.emulator import EmulatorConfig, Fault, Mode
+from chatgptt.emulator import EmulatorServer as _EmulatorServer
 from chatgptt.emulator.answers import CONTROL_MESSAGES, PROHIBITED_WORDS
 
 from .captures import CLASSIC
@@ -25,6 +27,14 @@ ANSWER_FRAMES = 1 + 4 + 2  # role, the four 8-character pieces of the echo, fini
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+def capture_site(
+    config: EmulatorConfig | None = None, faults: Iterable[Fault] = ()
+) -> _EmulatorServer:
+    """An emulator sending the capture's frames: these tests compare the bytes of a faulted
+    reply with a normal one, so every reply must relay the same frames."""
+    return _EmulatorServer(attrs.evolve(config or EmulatorConfig(), frames="capture"), faults)
 
 
 def form(nonce: str, message: str = "Hello") -> dict[str, str]:
@@ -43,7 +53,7 @@ async def read_until_broken(response: aiohttp.ClientResponse) -> tuple[bytes, bo
 
 
 async def chat(
-    client: aiohttp.ClientSession, site: EmulatorServer, message: str = "Hello"
+    client: aiohttp.ClientSession, site: _EmulatorServer, message: str = "Hello"
 ) -> tuple[int, bytes]:
     async with client.post(site.url + AJAX, data=form(site.nonce, message)) as response:
         return response.status, await response.read()
@@ -60,7 +70,7 @@ def frames_of(body: bytes) -> list[bytes]:
 
 
 async def normal_body(mode: Mode) -> bytes:
-    async with EmulatorServer(EmulatorConfig(mode=mode)) as site, aiohttp.ClientSession() as c:
+    async with capture_site(EmulatorConfig(mode=mode)) as site, aiohttp.ClientSession() as c:
         return (await chat(c, site))[1]
 
 
@@ -69,7 +79,7 @@ async def normal_body(mode: Mode) -> bytes:
 
 async def test_status_with_retry_after_for_two_requests(client: aiohttp.ClientSession) -> None:
     fault = Fault(kind="status", status=503, retry_after="7", times=2)
-    async with EmulatorServer(faults=[fault]) as site:
+    async with capture_site(faults=[fault]) as site:
         for _ in range(2):
             async with client.post(site.url + AJAX, data=form(site.nonce)) as response:
                 assert response.status == 503
@@ -84,7 +94,7 @@ async def test_status_with_retry_after_for_two_requests(client: aiohttp.ClientSe
 async def test_status_on_page_only(client: aiohttp.ClientSession) -> None:
     date = "Wed, 21 Oct 2015 07:28:00 GMT"
     fault = Fault(kind="status", status=429, retry_after=date, target="page", body="slow down")
-    async with EmulatorServer(faults=[fault]) as site:
+    async with capture_site(faults=[fault]) as site:
         assert (await chat(client, site))[0] == 200
         async with client.get(site.url) as response:
             assert (response.status, await response.text()) == (429, "slow down")
@@ -92,7 +102,7 @@ async def test_status_on_page_only(client: aiohttp.ClientSession) -> None:
 
 
 async def test_cloudflare_origin_error(client: aiohttp.ClientSession) -> None:
-    async with EmulatorServer(faults=[Fault(kind="status", status=521, target="any")]) as site:
+    async with capture_site(faults=[Fault(kind="status", status=521, target="any")]) as site:
         async with client.get(site.url) as response:
             text = await response.text()
             assert response.status == 521
@@ -109,7 +119,7 @@ async def test_challenge(
     client: aiohttp.ClientSession, mode: Mode, status: int | None, target: str
 ) -> None:
     fault = Fault(kind="challenge", status=status, target=target)  # type: ignore[arg-type]
-    async with EmulatorServer(EmulatorConfig(mode=mode), faults=[fault]) as site:
+    async with capture_site(EmulatorConfig(mode=mode), faults=[fault]) as site:
         url = site.url if target == "page" else site.url + AJAX
         async with client.post(url, data=form(site.nonce)) as response:
             text = await response.text()
@@ -131,7 +141,7 @@ async def test_challenge(
 @pytest.mark.parametrize("nonce_style", ["403", "json"])
 async def test_expire_nonce(client: aiohttp.ClientSession, mode: Mode, nonce_style: str) -> None:
     config = EmulatorConfig(mode=mode, nonce_style=nonce_style)  # type: ignore[arg-type]
-    async with EmulatorServer(config, faults=[Fault(kind="expire_nonce")]) as site:
+    async with capture_site(config, faults=[Fault(kind="expire_nonce")]) as site:
         old = site.nonce
         status, body = await chat(client, site)
         if nonce_style == "403":
@@ -147,7 +157,7 @@ async def test_expire_nonce(client: aiohttp.ClientSession, mode: Mode, nonce_sty
 
 
 async def test_drop_after_tokens_breaks_the_stream(client: aiohttp.ClientSession) -> None:
-    async with EmulatorServer(faults=[Fault(kind="drop", after_tokens=2)]) as site:
+    async with capture_site(faults=[Fault(kind="drop", after_tokens=2)]) as site:
         async with client.post(site.url + AJAX, data=form(site.nonce)) as response:
             assert response.status == 200
             data, broken = await read_until_broken(response)
@@ -159,7 +169,7 @@ async def test_drop_after_tokens_breaks_the_stream(client: aiohttp.ClientSession
 async def test_drop_raises_client_payload_error(client: aiohttp.ClientSession) -> None:
     """A raw aiohttp client reading the whole body gets ClientPayloadError."""
     async with (
-        EmulatorServer(faults=[Fault(kind="drop", after_tokens=1)]) as site,
+        capture_site(faults=[Fault(kind="drop", after_tokens=1)]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -169,7 +179,7 @@ async def test_drop_raises_client_payload_error(client: aiohttp.ClientSession) -
 async def test_drop_after_more_tokens_than_sent(client: aiohttp.ClientSession) -> None:
     """The stream still breaks: after the last piece, before the finish frame."""
     async with (
-        EmulatorServer(faults=[Fault(kind="drop", after_tokens=99)]) as site,
+        capture_site(faults=[Fault(kind="drop", after_tokens=99)]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         data, broken = await read_until_broken(response)
@@ -185,7 +195,7 @@ async def test_drop_after_bytes(
     full = await normal_body(mode)
     fault = Fault(kind="drop", after_bytes=after_bytes)
     async with (
-        EmulatorServer(EmulatorConfig(mode=mode), faults=[fault]) as site,
+        capture_site(EmulatorConfig(mode=mode), faults=[fault]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         assert response.status == 200
@@ -197,7 +207,7 @@ async def test_drop_after_bytes(
 @pytest.mark.parametrize("mode", MODES)
 async def test_plain_drop_cuts_after_headers(client: aiohttp.ClientSession, mode: Mode) -> None:
     async with (
-        EmulatorServer(EmulatorConfig(mode=mode), faults=[Fault(kind="drop")]) as site,
+        capture_site(EmulatorConfig(mode=mode), faults=[Fault(kind="drop")]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         assert response.status == 200
@@ -209,7 +219,7 @@ async def test_drop_in_json_mode_by_tokens_cuts_after_headers(
 ) -> None:
     fault = Fault(kind="drop", after_tokens=3)
     async with (
-        EmulatorServer(EmulatorConfig(mode="json"), faults=[fault]) as site,
+        capture_site(EmulatorConfig(mode="json"), faults=[fault]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         data, broken = await read_until_broken(response)
@@ -218,7 +228,7 @@ async def test_drop_in_json_mode_by_tokens_cuts_after_headers(
 
 async def test_drop_on_page(client: aiohttp.ClientSession) -> None:
     fault = Fault(kind="drop", after_bytes=1000, target="page")
-    async with EmulatorServer(faults=[fault]) as site:
+    async with capture_site(faults=[fault]) as site:
         async with client.get(site.url) as response:
             data, broken = await read_until_broken(response)
         assert broken
@@ -238,13 +248,13 @@ async def test_short_stall_then_full_answer(
 ) -> None:
     full = await normal_body(mode)
     fault = Fault(kind="stall", seconds=0.01, where=where, after_tokens=2)  # type: ignore[arg-type]
-    async with EmulatorServer(EmulatorConfig(mode=mode), faults=[fault]) as site:
+    async with capture_site(EmulatorConfig(mode=mode), faults=[fault]) as site:
         assert await chat(client, site) == (200, full)
 
 
 async def test_client_timeout_during_stall_before(client: aiohttp.ClientSession) -> None:
     """The client gives up; the handler ends with it and the server stops promptly."""
-    site = EmulatorServer(faults=[Fault(kind="stall", seconds=60)])
+    site = capture_site(faults=[Fault(kind="stall", seconds=60)])
     await site.start()
     try:
         with pytest.raises(asyncio.TimeoutError):
@@ -263,7 +273,7 @@ async def test_client_timeout_during_stall_before(client: aiohttp.ClientSession)
 
 async def test_client_timeout_during_stall_inside(client: aiohttp.ClientSession) -> None:
     fault = Fault(kind="stall", seconds=60, where="inside", after_tokens=2)
-    site = EmulatorServer(faults=[fault])
+    site = capture_site(faults=[fault])
     await site.start()
     data = bytearray()
     try:
@@ -285,7 +295,7 @@ async def test_shutdown_ends_stalls_with_a_connected_client(
 ) -> None:
     """Stopping the server does not wait for a long stall while the client still waits."""
     fault = Fault(kind="stall", seconds=60, where=where)  # type: ignore[arg-type]
-    site = EmulatorServer(faults=[fault])
+    site = capture_site(faults=[fault])
     await site.start()
     headers_seen = asyncio.Event()
 
@@ -315,7 +325,7 @@ async def test_shutdown_ends_stalls_with_a_connected_client(
 async def malformed_body(variant: str, mode: Mode = "sse", **params: int) -> tuple[bytes, bool]:
     fault = Fault(kind="malformed", variant=variant, **params)  # type: ignore[arg-type]
     async with (
-        EmulatorServer(EmulatorConfig(mode=mode), faults=[fault]) as site,
+        capture_site(EmulatorConfig(mode=mode), faults=[fault]) as site,
         aiohttp.ClientSession() as client,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
@@ -383,7 +393,7 @@ async def test_malformed_in_json_mode() -> None:
 
 
 async def test_error_words_default_is_the_capture(client: aiohttp.ClientSession) -> None:
-    async with EmulatorServer(faults=[Fault(kind="error_words")]) as site:
+    async with capture_site(faults=[Fault(kind="error_words")]) as site:
         status, body = await chat(client, site)
     assert (status, body) == (200, (CLASSIC / "stream_upstream_error.body").read_bytes())
     assert len(site.state.received) == 2  # the plugin's retry: the model saw it twice
@@ -391,7 +401,7 @@ async def test_error_words_default_is_the_capture(client: aiohttp.ClientSession)
 
 async def test_error_words_message_and_limited(client: aiohttp.ClientSession) -> None:
     fault = Fault(kind="error_words", message='Rate "limit" reached', limited=True)
-    async with EmulatorServer(faults=[fault]) as site:
+    async with capture_site(faults=[fault]) as site:
         body = (await chat(client, site))[1]
     frames = frames_of(body)
     assert frames[0] == b'event: message\ndata: {"choices":[{"delta":{"content":"Rate"}}]}'
@@ -404,7 +414,7 @@ async def test_error_words_message_and_limited(client: aiohttp.ClientSession) ->
 async def test_error_words_in_json_mode(client: aiohttp.ClientSession) -> None:
     fault = Fault(kind="error_words", message="Rate limit reached")
     async with (
-        EmulatorServer(EmulatorConfig(mode="json"), faults=[fault]) as site,
+        capture_site(EmulatorConfig(mode="json"), faults=[fault]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         payload = await response.json()
@@ -417,7 +427,7 @@ async def test_error_words_in_json_mode(client: aiohttp.ClientSession) -> None:
 
 @pytest.mark.parametrize("flag", ["tokenLimitReached", "pineconeError", "modflag"])
 async def test_control_frame_ends_the_stream(client: aiohttp.ClientSession, flag: str) -> None:
-    async with EmulatorServer(faults=[Fault(kind="control", flag=flag)]) as site:  # type: ignore[arg-type]
+    async with capture_site(faults=[Fault(kind="control", flag=flag)]) as site:  # type: ignore[arg-type]
         body = (await chat(client, site))[1]
     (frame,) = frames_of(body)
     assert json.loads(frame.removeprefix(b"data: ")) == {"msg": CONTROL_MESSAGES[flag], flag: True}
@@ -427,7 +437,7 @@ async def test_control_frame_ends_the_stream(client: aiohttp.ClientSession, flag
 @pytest.mark.parametrize("flag", ["ipBanned", "messageFlagged"])
 async def test_control_frame_then_the_answer(client: aiohttp.ClientSession, flag: str) -> None:
     """The plugin bug: for these flags the answer still streams after the control frame."""
-    async with EmulatorServer(faults=[Fault(kind="control", flag=flag, message="no")]) as site:  # type: ignore[arg-type]
+    async with capture_site(faults=[Fault(kind="control", flag=flag, message="no")]) as site:  # type: ignore[arg-type]
         body = (await chat(client, site))[1]
     first, *rest = frames_of(body)
     assert json.loads(first.removeprefix(b"data: ")) == {"msg": "no", flag: True}
@@ -452,7 +462,7 @@ async def test_control_in_json_mode(
 ) -> None:
     fault = Fault(kind="control", flag=flag)  # type: ignore[arg-type]
     async with (
-        EmulatorServer(EmulatorConfig(mode="json"), faults=[fault]) as site,
+        capture_site(EmulatorConfig(mode="json"), faults=[fault]) as site,
         client.post(site.url + AJAX, data=form(site.nonce)) as response,
     ):
         assert await response.json() == payload
@@ -461,7 +471,7 @@ async def test_control_in_json_mode(
 @pytest.mark.parametrize("mode", MODES)
 async def test_error_object(client: aiohttp.ClientSession, mode: Mode) -> None:
     fault = Fault(kind="error_object", message="Model overloaded")
-    async with EmulatorServer(EmulatorConfig(mode=mode), faults=[fault]) as site:
+    async with capture_site(EmulatorConfig(mode=mode), faults=[fault]) as site:
         body = (await chat(client, site))[1]
     if mode == "sse":
         assert body == b'data: {"error":{"message":"Model overloaded"}}\n\n'
@@ -470,7 +480,7 @@ async def test_error_object(client: aiohttp.ClientSession, mode: Mode) -> None:
 
 
 async def test_fault_for_every_request(client: aiohttp.ClientSession) -> None:
-    async with EmulatorServer(faults=[Fault(kind="status", status=502, times=None)]) as site:
+    async with capture_site(faults=[Fault(kind="status", status=502, times=None)]) as site:
         for _ in range(5):
             assert (await chat(client, site))[0] == 502
         site.faults.clear()

@@ -22,6 +22,7 @@ def test_defaults() -> None:
     config = config_from_args(ns)
     assert config.ajax_path == "/wp-admin/admin-ajax.php"
     assert config.token_delay == 0
+    assert (config.framing, config.frames) == ("length", "varied")
 
 
 def test_every_option() -> None:
@@ -30,6 +31,9 @@ def test_every_option() -> None:
         *("--token-chars", "3", "--answer-chars", "400", "--page-style", "decoy"),
         *("--ajax-path", "/rizq", "--nonce-style", "json", "--model", "recap"),
         *("--fault", "status=503,times=2", "--fault", "challenge,target=page"),
+        *("--framing", "close", "--frames", "capture"),
+        *("--fault", "linger=0.5", "--fault", "empty_stream=php_fatal"),
+        *("--fault", "cut,after_tokens=1", "--fault", "firewall=wordfence,target=any"),
     )
     config = config_from_args(ns)
     assert (config.mode, config.token_delay, config.token_chars, config.answer_chars) == (
@@ -40,9 +44,14 @@ def test_every_option() -> None:
     )
     assert (config.page_style, config.ajax_path, config.nonce_style) == ("decoy", "/rizq", "json")
     assert config.model is recap_model
+    assert (config.framing, config.frames) == ("close", "capture")
     assert ns.fault == [
         Fault(kind="status", status=503, times=2),
         Fault(kind="challenge", target="page"),
+        Fault(kind="linger", seconds=0.5),
+        Fault(kind="empty_stream", content="php_fatal"),
+        Fault(kind="cut", after_tokens=1),
+        Fault(kind="firewall", firewall="wordfence", target="any"),
     ]
 
 

@@ -17,6 +17,8 @@ from chatgptt.emulator import (
     format_fault,
     parse_fault,
 )
+from chatgptt.emulator.faults import EMPTY_STREAM_CONTENTS
+from chatgptt.emulator.firewalls import FIREWALL_NAMES
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,17 @@ from chatgptt.emulator import (
             Fault(kind="status", status=429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT"),
         ),
         (" status = 500 , times = 3", Fault(kind="status", status=500, times=3)),
+        ("linger", Fault(kind="linger")),
+        ("linger=1", Fault(kind="linger", seconds=1.0)),
+        ("empty_stream", Fault(kind="empty_stream")),
+        ("empty_stream=php_fatal", Fault(kind="empty_stream", content="php_fatal")),
+        ("cut,after_tokens=1", Fault(kind="cut", after_tokens=1)),
+        ("cut,after_bytes=10,target=page", Fault(kind="cut", after_bytes=10, target="page")),
+        ("firewall=sucuri", Fault(kind="firewall", firewall="sucuri")),
+        (
+            "firewall=wordfence,status=503,target=any,times=every",
+            Fault(kind="firewall", firewall="wordfence", status=503, target="any", times=None),
+        ),
     ],
 )
 def test_parse_examples(spec: str, fault: Fault) -> None:
@@ -81,6 +94,14 @@ def test_parse_examples(spec: str, fault: Fault) -> None:
         ("error_words,limited=maybe", "limited='maybe'"),
         ("malformed=limited,target=page", "only applies to the AJAX endpoint"),
         ("status=503=1", "equals sign"),
+        ("linger=0", "must be positive"),
+        ("linger,target=page", "only applies to the AJAX endpoint"),
+        ("empty_stream=garbage", "content"),
+        ("empty_stream,target=page", "only applies to the AJAX endpoint"),
+        ("cut,after_bytes=1,after_tokens=1", "not both"),
+        ("firewall", "needs 'firewall'"),
+        ("firewall=akamai", "firewall"),
+        ("firewall=sucuri,after_tokens=1", "takes no 'after_tokens'"),
     ],
 )
 def test_parse_rejects_bad_specs(spec: str, named: str) -> None:
@@ -141,6 +162,28 @@ faults = st.one_of(
         message=st.none() | _texts,
     ),
     st.builds(Fault, kind=st.just("error_object"), message=st.none() | _texts, times=_times),
+    st.builds(
+        Fault,
+        kind=st.just("linger"),
+        seconds=st.none() | st.floats(min_value=0.001, max_value=1e3, allow_nan=False),
+        times=_times,
+    ),
+    st.builds(
+        Fault,
+        kind=st.just("empty_stream"),
+        content=st.sampled_from([None, *EMPTY_STREAM_CONTENTS]),
+        times=_times,
+    ),
+    st.builds(Fault, kind=st.just("cut"), after_bytes=_counts, target=_targets, times=_times),
+    st.builds(Fault, kind=st.just("cut"), after_tokens=_counts, target=_targets, times=_times),
+    st.builds(
+        Fault,
+        kind=st.just("firewall"),
+        firewall=st.sampled_from(FIREWALL_NAMES),
+        status=st.none() | st.integers(100, 599),
+        target=_targets,
+        times=_times,
+    ),
 )
 
 

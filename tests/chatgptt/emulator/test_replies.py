@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatgptt.emulator import UPSTREAM_ERROR_MESSAGE
 from chatgptt.emulator.replies import (
+    COMPLETION_ID,
     ERROR_FINISH_FRAME,
     Frame,
+    FrameStyle,
     answer_frames,
     control_frame,
     error_object_frame,
     error_word_frames,
     split_answer,
 )
+from stages.classic.decode import StreamInterpreter
+from stages.sse import SSEDecoder
 
 from .captures import CLASSIC
 
@@ -101,3 +106,33 @@ def test_control_and_error_frames() -> None:
         == b'data: {"msg":"You have reached your token limit.","tokenLimitReached":true}\n\n'
     )
     assert error_object_frame("boom").data == b'data: {"error":{"message":"boom"}}\n\n'
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    st.text(alphabet=st.characters(exclude_categories=["Cs"])),
+    st.integers(min_value=1, max_value=20),
+    st.randoms(use_true_random=False),
+)
+def test_varied_frames_decode_to_the_answer_in_the_client(answer: str, size: int, rng: Any) -> None:
+    """Whatever id, timestamp, spacing or fingerprint the relayed frames carry, the client's
+    decoder reads the same answer out of them, complete."""
+    style = FrameStyle.varied(rng)
+    body = b"".join(
+        f.data for f in answer_frames(answer, token_chars=size, model_name="m", style=style)
+    )
+    decoder = SSEDecoder()
+    interpreter = StreamInterpreter("http://127.0.0.1/")
+    text = interpreter.feed(decoder.feed(body))
+    interpreter.end()
+    assert text == answer
+    assert interpreter.done
+
+
+def test_the_capture_style_is_the_default() -> None:
+    assert answer_frames("Hi", token_chars=8, model_name="m") == answer_frames(
+        "Hi", token_chars=8, model_name="m", style=FrameStyle.CAPTURE
+    )
+    varied = FrameStyle.varied()
+    assert varied.id.startswith("chatcmpl-")
+    assert varied.id != COMPLETION_ID

@@ -13,12 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from stages.classic.decode import DecodeReply, StreamInterpreter, decode_json_reply
+from stages.classic.decode import (
+    DecodeReply,
+    StreamInterpreter,
+    decode_json_reply,
+    json_unfinished,
+)
 from stages.core import Exchange, Reply
 from stages.errors import (
     BotProtectionError,
     ChatGpttError,
     EmptyMessageError,
+    IncompleteReplyError,
     IPBannedError,
     MalformedResponseError,
     MessageFlaggedError,
@@ -189,9 +195,24 @@ def test_invalid_json_frame_is_malformed_and_named() -> None:
     assert "not valid JSON" in str(error)
 
 
-def test_end_without_done_keeps_the_text() -> None:
+def test_a_finish_frame_without_done_ends_a_complete_answer() -> None:
     assert interpret([(frame("Hel") + frame("lo", finish="stop")).encode()]) == ("Hello", None)
-    assert interpret([(frame("Hel") + frame("lo")).encode()]) == ("Hello", None)
+
+
+def test_an_end_without_a_finish_frame_or_done_is_incomplete() -> None:
+    """The site never said the answer was complete: its text is kept, the error says so."""
+    text, error = interpret([(frame("Hel") + frame("lo")).encode()])
+    assert text == "Hello"
+    assert isinstance(error, IncompleteReplyError)
+    assert isinstance(error, ProviderConnectionError)  # retried when it comes before text
+    assert "without a finish frame or [DONE]" in str(error)
+
+
+def test_an_end_before_any_event_is_malformed_not_an_empty_answer() -> None:
+    text, error = interpret([b": just a comment\n\n"])
+    assert text == ""
+    assert isinstance(error, MalformedResponseError)
+    assert "without a single event" in str(error)
 
 
 def test_frames_after_finish_are_not_answer_text() -> None:
@@ -203,6 +224,7 @@ def test_legacy_completion_text_and_empty_choices() -> None:
     body = (
         'data: {"id":"x","choices":[]}\n\n'
         + 'data: {"id":"x","choices":[{"text":"old","finish_reason":null}]}\n\n'
+        + "data: [DONE]\n\n"
     )
     assert interpret([body.encode()]) == ("old", None)
 
@@ -301,8 +323,21 @@ class FakeBody:
         self.closed = True
 
 
-def with_reply(exchange: Exchange, body: FakeBody, content_type: str | None) -> Exchange:
+def with_reply(
+    exchange: Exchange,
+    body: FakeBody,
+    content_type: str | None,
+    *,
+    length: bool = False,
+    chunked: bool = False,
+) -> Exchange:
+    """``exchange`` with a 200 reply of ``body``; without ``length`` or ``chunked`` its end
+    is not declared (it ends at connection close, as the real PHP server sends replies)."""
     headers = CIMultiDict({"Content-Type": content_type} if content_type else {})
+    if length:
+        headers["Content-Length"] = str(sum(map(len, body.chunks)))
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
     reply = Reply(url=URL, status=200, headers=CIMultiDictProxy(headers), body=body)
     return attrs.evolve(exchange, reply=reply)
 
@@ -429,3 +464,206 @@ async def test_capture_streams_through_the_stage_cut_at_every_byte(exchange_for)
         chunks = FakeBody([body[:cut], body[cut:]])
         result = await DecodeReply()(with_reply(exchange_for(), chunks, "text/event-stream"))
         assert await collect(result) == "Hello from upstream: Hello", cut
+
+
+# --- an answer is complete only when the site says so ------------------------------------------
+
+
+class LingeringBody(FakeBody):
+    """A body that sends its chunks, then a keep-alive comment at every tick, forever."""
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while self.chunks:
+            yield self.chunks.pop(0)
+        while True:
+            await asyncio.sleep(0.002)
+            yield b":\n"
+
+
+async def test_the_wait_for_done_is_bounded_in_total_not_per_chunk(
+    exchange_for, monkeypatch
+) -> None:
+    """Comments arriving faster than the drain limit must not hold a finished answer."""
+    import stages.classic.decode
+
+    monkeypatch.setattr(stages.classic.decode, "DRAIN_SECONDS", 0.05)
+    body = LingeringBody([(frame("Hi") + frame(" there", finish="stop")).encode()])
+    result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
+    text = await asyncio.wait_for(collect(result), timeout=10)
+    assert text == "Hi there"
+    assert body.closed
+
+
+PHP_FATAL = (
+    b"<br />\n<b>Fatal error</b>:  Uncaught Error: Call to undefined function curl_init() in "
+    b"/var/www/html/wp-content/plugins/gpt3-ai-content-generator/classes/wpaicg_chat.php:812\n"
+    b"Stack trace:\n#0 {main}\n  thrown in <b>/var/www/html/wp-content/plugins/"
+    b"gpt3-ai-content-generator/classes/wpaicg_chat.php</b> on line <b>812</b><br />\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type", "says"),
+    [
+        pytest.param(b"", MalformedResponseError, "event stream was empty", id="nothing"),
+        pytest.param(b"\r\n  \n", MalformedResponseError, "event stream was empty", id="blank"),
+        pytest.param(
+            PHP_FATAL, MalformedResponseError, "undefined function curl_init()", id="php-fatal"
+        ),
+        pytest.param(b": ping\n\n: ping\n\n", MalformedResponseError, ": ping", id="comments"),
+        pytest.param(
+            b"<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>",
+            BotProtectionError,
+            "Cloudflare",
+            id="cloudflare",
+        ),
+    ],
+)
+async def test_an_event_stream_without_events_is_an_error_quoting_it(
+    exchange_for, body: bytes, error_type: type, says: str
+) -> None:
+    """A 200 text/event-stream reply that never was a stream: never an empty answer."""
+    fake = FakeBody([body[:40], body[40:]] if body else [])
+    with pytest.raises(error_type) as caught:
+        await DecodeReply()(with_reply(exchange_for(), fake, "text/event-stream;charset=UTF-8"))
+    assert says in str(caught.value)
+    assert fake.closed
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["close-delimited", "chunked"])
+async def test_a_stream_that_ends_before_text_without_finishing_is_retryable(
+    exchange_for, declared: bool
+) -> None:
+    """Only the role frame came, then a clean end: a cut, which the retry layer resends."""
+    body = FakeBody([frame("").encode()])
+    exchange = with_reply(exchange_for(), body, "text/event-stream", chunked=declared)
+    with pytest.raises(IncompleteReplyError, match="without a finish frame or \\[DONE\\]"):
+        await DecodeReply()(exchange)
+    assert body.closed
+
+
+async def test_a_stream_that_ends_after_text_without_finishing_raises_after_the_text(
+    exchange_for,
+) -> None:
+    body = FakeBody([frame("Hel").encode()])
+    result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
+    assert result.text is not None
+    assert await result.text.__anext__() == "Hel"
+    with pytest.raises(IncompleteReplyError):
+        await result.text.__anext__()
+    await result.text.aclose()
+    assert body.closed
+
+
+async def test_a_frame_cut_by_the_end_of_the_body_is_incomplete_not_malformed(
+    exchange_for,
+) -> None:
+    cut = frame("lo")[:30]
+    body = FakeBody([frame("Hel").encode(), cut.encode()])
+    result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
+    assert result.text is not None
+    assert await result.text.__anext__() == "Hel"
+    with pytest.raises(IncompleteReplyError, match="ended inside a frame"):
+        await result.text.__anext__()
+
+
+async def test_a_garbled_frame_inside_the_stream_stays_malformed(exchange_for) -> None:
+    """Only a frame cut by the end of the body is blamed on the connection."""
+    body = FakeBody([(frame("Hel") + "data: {garbled\n\n" + frame("lo", finish="stop")).encode()])
+    result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
+    assert result.text is not None
+    assert await result.text.__anext__() == "Hel"
+    with pytest.raises(MalformedResponseError, match="not valid JSON"):
+        await result.text.__anext__()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
+@pytest.mark.parametrize("name", ["stream_ok_urlencoded", "stream_special_chars"])
+async def test_a_capture_ending_early_at_any_byte_is_whole_or_an_error(
+    exchange_for, name: str, chunked: bool
+) -> None:
+    """The captured stream, its body ending cleanly after every byte: the answer is whole
+    exactly when the finish frame arrived; otherwise a typed error, never a short answer,
+    and the text delivered is a prefix of the answer."""
+    whole = body_of(name)
+    answer = STREAMS[name]
+    finish_end = whole.index(b'"finish_reason": "stop"}]}') + len(b'"finish_reason": "stop"}]}')
+    for cut in range(len(whole) + 1):
+        body = FakeBody([whole[:cut]] if cut else [])
+        chunks: list[str] = []
+        error: ChatGpttError | None = None
+        try:
+            exchange = with_reply(exchange_for(), body, "text/event-stream", chunked=chunked)
+            result = await DecodeReply()(exchange)
+            assert result.text is not None
+            async for chunk in result.text:
+                chunks.append(chunk)
+        except ChatGpttError as exc:
+            error = exc
+        text = "".join(chunks)
+        assert answer.startswith(text), cut
+        if cut >= finish_end:
+            assert (text, error) == (answer, None), cut
+        elif cut == 0:
+            assert isinstance(error, MalformedResponseError), cut
+        else:
+            assert isinstance(error, IncompleteReplyError), (cut, error)
+        assert body.closed
+
+
+@pytest.mark.parametrize(
+    ("declared", "error_type"),
+    [(False, IncompleteReplyError), (True, MalformedResponseError)],
+    ids=["close-delimited", "content-length"],
+)
+async def test_a_json_reply_cut_mid_document(exchange_for, declared: bool, error_type) -> None:
+    """Without a declared length the body ends where the connection closed: a document that
+    stops early was cut, and is retried. With a declared length the site sent it so."""
+    whole = body_of("json_ok_urlencoded")
+    body = FakeBody([whole[: len(whole) // 2]])
+    exchange = with_reply(exchange_for(), body, "application/json", length=declared)
+    with pytest.raises(error_type) as caught:
+        await DecodeReply()(exchange)
+    assert type(caught.value) is error_type
+
+
+async def test_an_empty_json_reply_says_it_was_empty(exchange_for) -> None:
+    body = FakeBody([])
+    with pytest.raises(MalformedResponseError, match="an empty reply"):
+        await DecodeReply()(with_reply(exchange_for(), body, "application/json"))
+
+
+async def test_a_json_reply_with_text_before_it_is_malformed_whatever_the_framing(
+    exchange_for,
+) -> None:
+    body = FakeBody([b"<br />\n<b>Warning</b>: x<br />\n" + body_of("json_ok_urlencoded")])
+    with pytest.raises(MalformedResponseError, match="does not parse") as caught:
+        await DecodeReply()(with_reply(exchange_for(), body, "application/json"))
+    assert not isinstance(caught.value, IncompleteReplyError)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.dictionaries(st.text(), _json_values, max_size=5), st.booleans(), st.data())
+def test_every_proper_prefix_of_a_json_object_is_unfinished(
+    document: dict[str, Any], ascii_only: bool, data: st.DataObject
+) -> None:
+    text = json.dumps(document, ensure_ascii=ascii_only)
+    assert not json_unfinished(text)
+    cut = data.draw(st.integers(min_value=1, max_value=len(text) - 1))
+    assert json_unfinished(text[:cut])
+
+
+@given(st.text())
+def test_text_whose_brackets_close_is_never_unfinished_unless_a_string_is_open(
+    text: str,
+) -> None:
+    """Garbage is judged by its brackets and strings only: the function never raises."""
+    assert json_unfinished(text) in (True, False)
+    assert not json_unfinished("<b>Warning</b>: x " + json.dumps({"a": text}))
