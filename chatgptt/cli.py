@@ -1,4 +1,4 @@
-"""The ``chatgptt`` command: ``chat``, ``models``, ``serve``, ``emulator``.
+"""The ``chatgptt`` command: ``chat``, ``models``, ``probe``, ``serve``, ``emulator``.
 
 ``chatgptt chat "Hello"`` streams the answer to stdout as it arrives; with
 ``--emulator`` it talks to a local emulator of the site started for the occasion.
@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import attrs
 import structlog
 
+from stages.dialects import AUTO
 from stages.errors import ChatGpttError
 
 from .chatgptt import ChatGptt
@@ -83,9 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="messages",
         help="how the conversation is sent",
     )
+    chat.add_argument(
+        "--dialect",
+        choices=(AUTO, *ChatGptt.dialects.names),
+        default=AUTO,
+        help="the plugin's protocol: auto (the page decides, default), "
+        + ", ".join(f"{d.name} ({d.description})" for d in ChatGptt.dialects),
+    )
     chat.add_argument("--trace", action="store_true", help="log each stage on stderr")
 
     commands.add_parser("models", help="list the models")
+
+    probe = commands.add_parser(
+        "probe", help="show what a site's chat page carries, without sending a message"
+    )
+    probe.add_argument("url", help="the site's base URL, or the page that shows the chat")
+    probe.add_argument("--dialect", choices=(AUTO, *ChatGptt.dialects.names), default=AUTO)
+    probe.add_argument("--proxy", help="an http(s) proxy URL")
+    probe.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    probe.add_argument("--json", action="store_true", help="print one JSON object")
 
     serve = commands.add_parser("serve", help="serve the provider as an OpenAI-compatible API")
     site = serve.add_mutually_exclusive_group()
@@ -111,15 +130,20 @@ def _read_prompt(prompt: str | None, stdin: TextIO) -> str:
 
 @contextlib.asynccontextmanager
 async def _provider(args: argparse.Namespace) -> AsyncIterator[type[ChatGptt]]:
+    dialect = getattr(args, "dialect", AUTO)
     if args.emulator:
         from .emulator import EmulatorConfig, EmulatorServer
 
-        async with EmulatorServer(EmulatorConfig(token_delay=0.04)) as emulator:
-            yield ChatGptt.derive("Emulated", url=emulator.url)
+        # The emulated site speaks the dialect asked for (classic when the page decides).
+        config = EmulatorConfig(
+            token_delay=0.04, dialect="aipkit" if dialect == "aipkit" else "classic"
+        )
+        async with EmulatorServer(config) as emulator:
+            yield ChatGptt.derive("Emulated", url=emulator.url, dialect=dialect)
     elif args.url:
-        yield ChatGptt.derive("Site", url=args.url)
+        yield ChatGptt.derive("Site", url=args.url, dialect=dialect)
     else:
-        yield ChatGptt
+        yield ChatGptt.derive("Default", dialect=dialect) if dialect != AUTO else ChatGptt
 
 
 async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
@@ -132,14 +156,56 @@ async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
         options["timeout"] = args.timeout
     if args.retries is not None:
         options["retry"] = attrs.evolve(ChatGptt.retry_policy, attempts=args.retries + 1)
-    async with _provider(args) as provider:
-        stream = provider.create_async_generator(args.model, messages, proxy=args.proxy, **options)
-        async with contextlib.aclosing(stream):
-            async for chunk in stream:
-                out.write(chunk)
-                out.flush()
+    wrote = False
+    try:
+        async with _provider(args) as provider:
+            stream = provider.create_async_generator(
+                args.model, messages, proxy=args.proxy, **options
+            )
+            async with contextlib.aclosing(stream):
+                async for chunk in stream:
+                    out.write(chunk)
+                    out.flush()
+                    wrote = True
+    except ChatGpttError:
+        if wrote:  # end the partial answer's line, so the error gets a line of its own
+            out.write("\n")
+            out.flush()
+        raise
     out.write("\n")
     out.flush()
+
+
+def _site(url: str) -> type[ChatGptt]:
+    """A provider for ``url``: a site's base URL, or the page that shows its chat."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/") and not parts.query:
+        return ChatGptt.derive("Site", url=url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    return ChatGptt.derive("Site", url=base, page_url=url)
+
+
+async def _probe(args: argparse.Namespace, out: TextIO) -> None:
+    provider = _site(args.url)
+    found = await provider.probe(proxy=args.proxy, timeout=args.timeout, dialect=args.dialect)
+    if args.json:
+        out.write(json.dumps(attrs.asdict(found)) + "\n")
+        return
+    streaming = {True: "on", False: "off", None: "not said by the page"}[found.streaming]
+    rows = [
+        ("page", f"{found.page_url} (HTTP {found.status})"),
+        ("dialect", f"{found.dialect}: {found.description}"),
+        ("bot id", found.bot_id or "-"),
+        ("ajax url", found.ajax_url or "-"),
+        ("post id", found.post_id or "-"),
+        ("nonce", "found" if found.nonce_found else "not found"),
+        ("streaming", streaming),
+    ]
+    if found.missing:
+        rows.append(("missing", ", ".join(found.missing)))
+    for name, value in rows:
+        out.write(f"{name + ':':<11}{value}\n")
+    await provider.aclose()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -168,6 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_from_args(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "probe":
+        try:
+            asyncio.run(_probe(args, sys.stdout))
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except ChatGpttError as exc:
+            print(f"chatgptt: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "chat" and args.retries is not None and args.retries < 0:
         parser.error("--retries must be 0 or more")
     if args.trace:

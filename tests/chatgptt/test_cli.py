@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,3 +135,63 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     assert chat.wait(timeout=60) == 141
     assert chat.stderr.read() == b""
     chat.stderr.close()
+
+
+def test_chat_speaks_the_aipkit_dialect_with_its_emulator(capsys) -> None:
+    assert main(["chat", "--emulator", "--dialect", "aipkit", "Hi"]) == 0
+    assert capsys.readouterr() == ("Hello from upstream: Hi\n", "")
+
+
+def test_chat_detects_the_aipkit_dialect_from_the_page(emulator_factory, capsys) -> None:
+    emulator = emulator_factory(dialect="aipkit")
+    assert main(["chat", "--url", emulator.url, "--system", "Be brief.", "Hi"]) == 0
+    assert (
+        capsys.readouterr().out == "Hello from upstream: System: Be brief.\nUser: Hi\nAssistant:\n"
+    )
+    assert emulator.stats.stream_gets == 1
+
+
+def test_a_failure_after_text_gets_its_own_line(emulator_factory, capsys) -> None:
+    from chatgptt.emulator import Fault
+
+    emulator = emulator_factory(faults=[Fault(kind="drop", after_tokens=1)])
+    assert main(["chat", "--url", emulator.url, "--retries", "0", "Hello"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "Hello fr\n"
+    assert err.startswith("chatgptt: error: answer interrupted after 8 characters")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "mode", "expected"),
+    [
+        ("aipkit", "sse", ["dialect:   aipkit", "bot id:    5", "streaming: not said by the page"]),
+        ("classic", "sse", ["dialect:   classic", "bot id:    0", "streaming: on"]),
+        ("classic", "json", ["dialect:   classic", "streaming: off"]),
+    ],
+)
+def test_probe_shows_what_the_page_carries(
+    emulator_factory, capsys, dialect: str, mode: str, expected: list[str]
+) -> None:
+    emulator = emulator_factory(dialect=dialect, mode=mode)
+    assert main(["probe", emulator.url]) == 0
+    out = capsys.readouterr().out
+    for line in [*expected, "nonce:     found", "post id:   4", f"page:      {emulator.url}/"]:
+        assert any(shown.startswith(line) for shown in out.splitlines()), line
+    assert emulator.stats.ajax_requests == 0
+
+
+def test_probe_as_json_of_a_chat_page_url(emulator_factory, capsys) -> None:
+    emulator = emulator_factory(dialect="aipkit", aipkit_stream_enabled=False)
+    assert main(["probe", "--json", emulator.url + "/?page_id=4"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["page_url"] == emulator.url + "/?page_id=4"
+    assert (found["dialect"], found["streaming"], found["nonce_found"]) == ("aipkit", False, True)
+
+
+def test_probe_of_a_page_without_a_chat_is_one_error_line(emulator_factory, capsys) -> None:
+    emulator = emulator_factory(page_style="no_chat")
+    assert main(["probe", emulator.url]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"chatgptt: error: no chat found in the page at {emulator.url}/")
+    assert err.count("\n") == 1
