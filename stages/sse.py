@@ -163,6 +163,16 @@ class SSEDecoder:
         *complete, unfinished = held.decode("utf-8", "replace").split("\n")
         return bool(unfinished) or any(line and line[0] != ":" for line in complete)
 
+    @property
+    def inside_line(self) -> bool:
+        """Whether the stream so far stops inside a line (no line end after its last byte):
+        checked after the last chunk, it tells a stream cut mid-line from one whose last
+        event lacks only its blank line."""
+        if self._bom_prefix:
+            return True
+        held = self._held_bytes()
+        return bool(held) and not held.endswith(b"\n")
+
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Take the next bytes of the stream; return the events they complete, in order.
 

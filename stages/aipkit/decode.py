@@ -179,12 +179,14 @@ class AipkitInterpreter:
     def flush(self, decoder: SSEDecoder) -> str:
         """The stream closed: the text of an event it ended inside, if that event is whole.
 
-        The spec drops an event whose blank line never came; a whole one is kept instead
-        (its text, or its ``done``), and one cut half way says the reply was cut
-        (:class:`IncompleteReplyError`). Then call :meth:`end`.
+        The spec drops an event whose blank line never came; one whose lines all came
+        whole is kept instead (its text, or its ``done``), and one cut inside a line says
+        the reply was cut (:class:`IncompleteReplyError`). Then call :meth:`end`.
         """
         if not decoder.pending:
             return ""
+        if decoder.inside_line:
+            raise IncompleteReplyError("the stream closed inside a line", url=self.url)
         try:
             return self.feed(decoder.feed(b"\n\n"))
         except MalformedResponseError:
@@ -304,6 +306,10 @@ async def _event_texts(
                 if interpreter.done:
                     on_done()
                     return
+        if interpreter.events == 0:
+            start = prefix.lstrip().removeprefix(b"\xef\xbb\xbf")
+            if not start.startswith(_SSE_START):
+                raise _not_a_stream(prefix, url, "text/event-stream")
         text = interpreter.flush(decoder)
         _trace(interpreter.notices)
         if text:
@@ -312,10 +318,6 @@ async def _event_texts(
             on_done()
             return
         decoder.close()
-        if interpreter.events == 0:
-            start = prefix.lstrip().removeprefix(b"\xef\xbb\xbf")
-            if not start.startswith(_SSE_START):
-                raise _not_a_stream(prefix, url, "text/event-stream")
         interpreter.end()
     finally:
         await body.aclose()

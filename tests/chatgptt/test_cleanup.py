@@ -139,13 +139,16 @@ def stalled_provider(emulator: Any) -> type[ChatGptt]:
 
 
 # --- the three ways to stop a stream ------------------------------------------------------------
+# In both dialects: the AIPKit call's two connections (step 1 and step 2) go through a pool
+# of one, so step 1's must be released before step 2 can start, and step 2's when stopped.
 
 
 @needs_proc
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
 async def test_break_releases_the_connection_at_once(
-    emulator_factory, one_connection, leak_check
+    emulator_factory, one_connection, leak_check, dialect: str
 ) -> None:
-    emulator = emulator_factory(faults=[STALL])
+    emulator = emulator_factory(faults=[STALL], dialect=dialect)
     provider = stalled_provider(emulator)
     received = []
     async for chunk in provider.create_async_generator("gpt-4o", HELLO, session=one_connection):
@@ -159,10 +162,11 @@ async def test_break_releases_the_connection_at_once(
 
 
 @needs_proc
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
 async def test_aclose_releases_the_connection_at_once(
-    emulator_factory, one_connection, leak_check
+    emulator_factory, one_connection, leak_check, dialect: str
 ) -> None:
-    emulator = emulator_factory(faults=[STALL])
+    emulator = emulator_factory(faults=[STALL], dialect=dialect)
     provider = stalled_provider(emulator)
     stream = provider.create_async_generator("gpt-4o", HELLO, session=one_connection)
     first = await anext(stream)
@@ -174,10 +178,11 @@ async def test_aclose_releases_the_connection_at_once(
 
 
 @needs_proc
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
 async def test_cancelling_the_task_releases_the_connection_at_once(
-    emulator_factory, one_connection, leak_check
+    emulator_factory, one_connection, leak_check, dialect: str
 ) -> None:
-    emulator = emulator_factory(faults=[STALL])
+    emulator = emulator_factory(faults=[STALL], dialect=dialect)
     provider = stalled_provider(emulator)
     first_chunk = asyncio.Event()
 

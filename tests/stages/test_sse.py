@@ -655,3 +655,23 @@ def test_max_line_bytes_raises_exactly_for_over_long_lines(
             feed_each(decoder, chunks)
     else:
         assert feed_all(decoder, chunks) == spec_decode(stream)[0]
+
+
+@pytest.mark.parametrize(
+    ("stream", "inside"),
+    [
+        (b"", False),
+        (b"data: x\n\n", False),
+        (b"data: x\n", False),
+        (b"data: x", True),
+        (b'event: done\ndata: {"fin', True),
+        (b"data: x\r", False),
+        (b"\xef\xbb", True),
+    ],
+)
+def test_inside_line_tells_a_cut_line_from_a_missing_blank_line(
+    stream: bytes, inside: bool
+) -> None:
+    decoder = SSEDecoder()
+    decoder.feed(stream)
+    assert decoder.inside_line is inside
