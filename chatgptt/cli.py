@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TextIO
 
 import attrs
@@ -29,6 +29,8 @@ __all__ = ["build_parser", "main"]
 EXIT_INTERRUPTED = 130
 #: Exit status when stdout's reader went away, as shells report SIGPIPE.
 EXIT_BROKEN_PIPE = 141
+#: Seconds between the tokens of the emulator that ``--emulator`` starts.
+_EMULATOR_TOKEN_DELAY = 0.04
 
 
 def configure_tracing(stream: TextIO) -> None:
@@ -87,12 +89,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the models")
 
-    serve = commands.add_parser("serve", help="serve the provider as an OpenAI-compatible API")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the provider as an OpenAI-compatible API",
+        description=(
+            "An OpenAI-compatible API in front of the site: /v1/chat/completions, /v1/models, "
+            "/health. Stops on SIGINT or SIGTERM, letting the answers in flight finish."
+        ),
+    )
     site = serve.add_mutually_exclusive_group()
     site.add_argument("--emulator", action="store_true", help="in front of a local emulator")
     site.add_argument("--url", help=f"the site's base URL (default {ChatGptt.url})")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; elsewhere, set an API key)",
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (0: any free)")
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get("CHATGPTT_API_KEY") or None,
+        help="require 'Authorization: Bearer KEY' on /v1 (default: $CHATGPTT_API_KEY)",
+    )
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="requests answered at once, per process; more get 429 (default 1024)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on the port, through gunicorn (default 1: no gunicorn)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long answers in flight may finish (default 30)",
+    )
+    serve.add_argument(
+        "--usage-tokenizer",
+        choices=("auto", "tiktoken", "estimate"),
+        default=os.environ.get("CHATGPTT_USAGE_TOKENIZER") or "auto",
+        help=(
+            "how usage tokens are counted: auto (tiktoken when its encodings load, else an "
+            "estimate), tiktoken, or estimate (default: $CHATGPTT_USAGE_TOKENIZER or auto)"
+        ),
+    )
 
     from .emulator import add_arguments
 
@@ -114,7 +162,7 @@ async def _provider(args: argparse.Namespace) -> AsyncIterator[type[ChatGptt]]:
     if args.emulator:
         from .emulator import EmulatorConfig, EmulatorServer
 
-        async with EmulatorServer(EmulatorConfig(token_delay=0.04)) as emulator:
+        async with EmulatorServer(EmulatorConfig(token_delay=_EMULATOR_TOKEN_DELAY)) as emulator:
             yield ChatGptt.derive("Emulated", url=emulator.url)
     elif args.url:
         yield ChatGptt.derive("Site", url=args.url)
@@ -142,16 +190,86 @@ async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
     out.flush()
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import serve
+def _serve_provider(url: str | None) -> type[ChatGptt]:
+    """The provider ``serve`` puts behind the API (the place for options that shape it)."""
+    return ChatGptt.derive("Site", url=url) if url else ChatGptt
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .openai_api import ServeOptions, load_counter, serve
+
+    try:
+        options = ServeOptions(
+            api_key=args.api_key,
+            max_concurrency=args.max_concurrency,
+            grace=args.grace,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
+    provider = _serve_provider(args.url)
+    try:
+        counter = load_counter(provider.get_models(), args.usage_tokenizer)
+    except ChatGpttError as exc:
+        print(f"chatgptt: error: {exc}", file=sys.stderr)
+        return 1
+
+    def run(provider: type[ChatGptt]) -> int:
+        return serve(
+            provider,
+            options,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            counter=counter,
+        )
 
     if not args.emulator:
-        provider = ChatGptt.derive("Site", url=args.url) if args.url else ChatGptt
-        return serve(provider, args.host, args.port)
+        return run(provider)
+    if args.workers > 1:
+        # gunicorn forks its workers: the emulator runs in a process of its own, not in a
+        # thread of the process that forks.
+        with _emulator_process(_EMULATOR_TOKEN_DELAY) as url:
+            return run(ChatGptt.derive("Emulated", url=url))
     from .emulator import EmulatorConfig, start_in_thread
 
-    with start_in_thread(EmulatorConfig(token_delay=0.04)) as emulator:
-        return serve(ChatGptt.derive("Emulated", url=emulator.url), args.host, args.port)
+    with start_in_thread(EmulatorConfig(token_delay=_EMULATOR_TOKEN_DELAY)) as emulator:
+        return run(ChatGptt.derive("Emulated", url=emulator.url))
+
+
+@contextlib.contextmanager
+def _emulator_process(token_delay: float) -> Iterator[str]:
+    """``chatgptt emulator`` in a child process; its URL."""
+    import re
+    import subprocess
+
+    command = [
+        sys.executable,
+        "-m",
+        "chatgptt.emulator",
+        "--port",
+        "0",
+        "--token-delay",
+        repr(token_delay),
+    ]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        line = child.stderr.readline()
+        found = re.search(r"emulator listening on (\S+)", line)
+        if found is None:
+            raise ChatGpttError(f"the emulator did not start: {line.strip()}")
+        yield found.group(1)
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_from_args(args)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, parser)
     if args.command == "chat" and args.retries is not None and args.retries < 0:
         parser.error("--retries must be 0 or more")
     if args.trace:

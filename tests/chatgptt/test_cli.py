@@ -90,7 +90,7 @@ def test_serve_answers_openai_requests_and_stops_on_ctrl_c() -> None:
 
     command = Path(sys.executable).with_name("chatgptt")
     server = subprocess.Popen(
-        [str(command), "serve", "--emulator", "--port", "0"],
+        [str(command), "serve", "--emulator", "--port", "0", "--usage-tokenizer", "estimate"],
         stderr=subprocess.PIPE,
         text=True,
     )
