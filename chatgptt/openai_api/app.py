@@ -40,7 +40,15 @@ from chatgptt.openai_api.usage import ESTIMATE, UsageCounter
 from chatgptt.session import SessionOptions, make_session
 from stages.errors import ChatGpttError
 
-__all__ = ["STATE_KEY", "ChunkFrames", "ServeOptions", "ServerState", "make_app", "make_runner"]
+__all__ = [
+    "STATE_KEY",
+    "ChunkFrames",
+    "ServeOptions",
+    "ServerState",
+    "completion_body",
+    "make_app",
+    "make_runner",
+]
 
 _log = logging.getLogger("chatgptt.openai_api")
 
@@ -129,6 +137,11 @@ class ServerState:
         """The dialect the provider speaks (``classic`` for a provider without the choice)."""
         return str(getattr(self.provider, "dialect", "classic"))
 
+    @property
+    def needs_key(self) -> bool:
+        """Whether ``/v1`` requests must carry the API key."""
+        return self._key is not None
+
     def authorized(self, header: str | None) -> bool:
         """Whether ``Authorization: header`` carries the key (constant-time comparison)."""
         if self._key is None:
@@ -172,32 +185,41 @@ STATE_KEY: web.AppKey[ServerState] = web.AppKey("chatgptt_openai_api", ServerSta
 
 # --- the guard around every request ------------------------------------------------------------
 
+Endpoint = Callable[[web.Request, ServerState], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-@web.middleware
-async def _guard(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Authentication and shutdown for ``/v1``; every error as OpenAI's error object."""
-    state = request.app[STATE_KEY]
-    try:
-        if request.path.startswith("/v1"):
-            if not state.authorized(request.headers.get("Authorization")):
-                raise _unauthorized(request.headers.get("Authorization"))
-            if state.closing:
-                raise OpenAIError(
-                    503,
-                    "the server is shutting down; retry on another instance",
-                    "server_error",
-                    code="server_shutting_down",
-                    headers={"Connection": "close"},
-                )
-        return await handler(request)
-    except OpenAIError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return from_http_exception(exc, request.method, request.path).response()
+
+def _guarded(endpoint: Endpoint, *, v1: bool | None = True) -> Handler:
+    """``endpoint`` behind the guard: for ``/v1`` (``v1=None``: when the path says so) the API
+    key and the shutdown; every error as OpenAI's error object.
+
+    A wrapper per route rather than an aiohttp middleware: aiohttp runs its middleware chain
+    as two more coroutine layers on every request, and this server's requests are small.
+    """
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        try:
+            if v1 or (v1 is None and request.path.startswith("/v1")):
+                if state.needs_key and not state.authorized(request.headers.get("Authorization")):
+                    raise _unauthorized(request.headers.get("Authorization"))
+                if state.closing:
+                    raise OpenAIError(
+                        503,
+                        "the server is shutting down; retry on another instance",
+                        "server_error",
+                        code="server_shutting_down",
+                        headers={"Connection": "close"},
+                    )
+            return await endpoint(request, state)
+        except OpenAIError as exc:
+            return exc.response()
+        except web.HTTPException as exc:  # aiohttp's own, e.g. a body over client_max_size
+            if exc.status < 400:
+                raise
+            return from_http_exception(exc, request.method, request.path).response()
+
+    return guarded
 
 
 def _unauthorized(header: str | None) -> OpenAIError:
@@ -215,8 +237,7 @@ def _unauthorized(header: str | None) -> OpenAIError:
 # --- routes -----------------------------------------------------------------------------------
 
 
-async def _health(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
+async def _health(request: web.Request, state: ServerState) -> web.Response:
     body = {
         "status": "stopping" if state.closing else "ok",
         "site": state.provider.url,
@@ -234,24 +255,45 @@ def _model_object(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": 0, "owned_by": "chatgptt"}
 
 
-async def _models(request: web.Request) -> web.Response:
-    models = request.app[STATE_KEY].provider.get_models()
+async def _models(request: web.Request, state: ServerState) -> web.Response:
+    models = state.provider.get_models()
     return web.json_response({"object": "list", "data": [_model_object(m) for m in models]})
 
 
-async def _model(request: web.Request) -> web.Response:
+async def _model(request: web.Request, state: ServerState) -> web.Response:
     name = request.match_info["model"]
-    if name not in request.app[STATE_KEY].provider.get_models():
+    if name not in state.provider.get_models():
         raise OpenAIError(
             404, f"The model '{name}' does not exist", param="model", code="model_not_found"
         )
     return web.json_response(_model_object(name))
 
 
+#: The routes, and the methods each takes (for a 405's ``Allow``).
+_ALLOWED = {"/health": "GET,HEAD", "/v1/models": "GET,HEAD", "/v1/chat/completions": "POST"}
+
+
+async def _unrouted(request: web.Request, state: ServerState) -> web.Response:
+    """Any other path or method: 404, or 405 for a known path (as OpenAI's error object)."""
+    path = request.path
+    allowed = _ALLOWED.get(path)
+    if allowed is None and path.startswith("/v1/models/") and path.count("/") == 3:
+        allowed = "GET,HEAD"
+    if allowed is None:
+        raise OpenAIError(404, f"Invalid URL ({request.method} {path})", code="unknown_url")
+    raise OpenAIError(
+        405,
+        f"Invalid method for URL ({request.method} {path}): allowed {allowed}",
+        code="method_not_allowed",
+        headers={"Allow": allowed},
+    )
+
+
 async def _read_body(request: web.Request, options: ServeOptions) -> Any:
     """The JSON body: a JSON media type (or none, or curl's default form type, which is
     read as JSON all the same), within the size and time limits."""
-    if "Content-Type" in request.headers:
+    declared = request.headers.get("Content-Type")
+    if declared is not None and not declared.startswith("application/json"):
         media = request.content_type
         if media not in _JSON_TYPES and not media.endswith("+json"):
             raise OpenAIError(
@@ -302,8 +344,7 @@ def _shutdown_error() -> OpenAIError:
     )
 
 
-async def _chat_completions(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE_KEY]
+async def _chat_completions(request: web.Request, state: ServerState) -> web.StreamResponse:
     if len(state.in_flight) >= state.options.max_concurrency:
         raise OpenAIError(
             429,
@@ -354,29 +395,39 @@ async def _complete(
     entry.waiting = False
     text = "".join(parts)
     counter = state.counter
-    usage = counter.usage(chat.model, counter.prompt(chat.model, chat.messages), text)
-    completion = {
-        "id": _completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": chat.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": text,
-                    "refusal": None,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": usage,
-        "system_fingerprint": None,
-    }
-    return web.Response(body=json.dumps(completion).encode(), content_type="application/json")
+    prompt = counter.prompt(chat.model, chat.messages)
+    body = completion_body(
+        _completion_id(), int(time.time()), chat.model, text, prompt, counter.text(chat.model, text)
+    )
+    return web.Response(body=body, content_type="application/json")
+
+
+_COMPLETION = (
+    '{{"id":"{id}","object":"chat.completion","created":{created},"model":{model},'
+    '"choices":[{{"index":0,"message":{{"role":"assistant","content":{content},'
+    '"refusal":null,"annotations":[]}},"logprobs":null,"finish_reason":"stop"}}],'
+    '"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
+    '"total_tokens":{total},"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},'
+    '"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,'
+    '"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}},'
+    '"system_fingerprint":null}}'
+)
+
+
+def completion_body(
+    completion_id: str, created: int, model: str, text: str, prompt: int, completion: int
+) -> bytes:
+    """A ``chat.completion`` as JSON bytes: a fixed layout around the parts that vary (the
+    same JSON as ``json.dumps`` of the object, without building the object per request)."""
+    return _COMPLETION.format(
+        id=completion_id,
+        created=created,
+        model=json.dumps(model),
+        content=json.dumps(text),
+        prompt=prompt,
+        completion=completion,
+        total=prompt + completion,
+    ).encode()
 
 
 class ChunkFrames:
@@ -518,12 +569,14 @@ def make_app(
     which answers even unreadable requests in OpenAI's shape.
     """
     options = options or ServeOptions()
-    app = web.Application(client_max_size=options.max_body_bytes, middlewares=[_guard])
+    app = web.Application(client_max_size=options.max_body_bytes)
     app[STATE_KEY] = ServerState(provider, options, counter)
-    app.router.add_get("/health", _health)
-    app.router.add_get("/v1/models", _models)
-    app.router.add_get("/v1/models/{model}", _model)
-    app.router.add_post("/v1/chat/completions", _chat_completions)
+    app.router.add_get("/health", _guarded(_health, v1=False))
+    app.router.add_get("/v1/models", _guarded(_models))
+    app.router.add_get("/v1/models/{model}", _guarded(_model))
+    app.router.add_post("/v1/chat/completions", _guarded(_chat_completions))
+    # Last: what no route above takes (another path, or another method on one of them).
+    app.router.add_route("*", "/{path:.*}", _guarded(_unrouted, v1=None))
     app.on_startup.append(_open_pool)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close_pool)

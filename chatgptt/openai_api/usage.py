@@ -11,6 +11,7 @@ English, and about what its encodings give for other scripts), with the same fra
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -27,6 +28,7 @@ __all__ = [
     "describe",
     "estimate_tokens",
     "load_counter",
+    "usage_object",
 ]
 
 TokenizerMode = Literal["auto", "tiktoken", "estimate"]
@@ -62,12 +64,15 @@ class UsageCounter:
         encoders: model name -> token counter of a text (models not listed: ``fallback``).
         fallback: the counter of any other model.
         note: why the estimate is used where tiktoken was asked for (empty otherwise).
+        remembering: model name -> the same counter remembering short texts' counts, for
+            the messages of prompts (sent again with each turn); answers are new each time.
     """
 
     method: str
     encoders: Mapping[str, Count] = attrs.field(factory=dict)
     fallback: Count = estimate_tokens
     note: str = ""
+    remembering: Mapping[str, Count] = attrs.field(factory=dict)
 
     def text(self, model: str, text: str) -> int:
         """Tokens of ``text`` in ``model``'s encoding."""
@@ -76,7 +81,7 @@ class UsageCounter:
     def prompt(self, model: str, messages: Iterable[Mapping[str, Any]]) -> int:
         """Tokens of a conversation of ``{"role", "content"}`` messages, as the model sees
         it: each message framed, then the reply primed."""
-        count = self.encoders.get(model, self.fallback)
+        count = self.remembering.get(model) or self.encoders.get(model, self.fallback)
         total = REPLY_PRIMING
         for message in messages:
             total += TOKENS_PER_MESSAGE + count(message["role"]) + count(message["content"])
@@ -84,19 +89,23 @@ class UsageCounter:
 
     def usage(self, model: str, prompt_tokens: int, answer: str) -> dict[str, Any]:
         """OpenAI's ``usage`` object for ``answer`` to a prompt of ``prompt_tokens``."""
-        completion = self.text(model, answer)
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        }
+        return usage_object(prompt_tokens, self.text(model, answer))
+
+
+def usage_object(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """OpenAI's ``usage`` object (the details it adds are all zero here)."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
 
 
 #: The estimate for every model.
@@ -163,10 +172,22 @@ def load_counter(
         counters = {name: _ordinary_counter(encoding) for name, encoding in encodings.items()}
         encoders = {model: counters[name] for model, name in names.items()}
         fallback = counters.get(DEFAULT_ENCODING) or next(iter(counters.values()), None)
-        return UsageCounter("tiktoken", encoders, fallback or estimate_tokens)
+        remembering = {name: _remembering(count) for name, count in counters.items()}
+        return UsageCounter(
+            "tiktoken",
+            encoders,
+            fallback or estimate_tokens,
+            remembering={model: remembering[name] for model, name in names.items()},
+        )
     if mode == "tiktoken":
         raise ConfigurationError(f"cannot count tokens with tiktoken: {reason}")
     return UsageCounter("estimate", note=reason)
+
+
+#: Texts up to this long have their counts remembered (the last ``_CACHED_TEXTS`` of them):
+#: conversations are sent again with each turn, system prompts with each conversation.
+_CACHED_CHARS = 4096
+_CACHED_TEXTS = 2048
 
 
 def _ordinary_counter(encoding: Any) -> Count:
@@ -178,6 +199,16 @@ def _ordinary_counter(encoding: Any) -> Count:
         return len(encode(text))
 
     return count
+
+
+def _remembering(count: Count) -> Count:
+    """``count``, remembering the counts of the last texts up to ``_CACHED_CHARS`` long."""
+    remembered = functools.lru_cache(maxsize=_CACHED_TEXTS)(count)
+
+    def counted(text: str) -> int:
+        return remembered(text) if len(text) <= _CACHED_CHARS else count(text)
+
+    return counted
 
 
 def describe(counter: UsageCounter) -> str:

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from chatgptt import ChatGptt
 from chatgptt.openai_api import ChatRequest, OpenAIError, parse_chat_request
-from chatgptt.openai_api.app import ChunkFrames
+from chatgptt.openai_api.app import ChunkFrames, completion_body
 from chatgptt.openai_api.errors import for_status, from_provider
+from chatgptt.openai_api.usage import usage_object
 from stages import errors
 
 URL = "https://site.example/wp-admin/admin-ajax.php"
@@ -155,3 +156,36 @@ def test_the_streams_events_are_the_json_they_stand_for(
     assert frame(frames.finish()) == expected({}, "stop")
     usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
     assert frame(frames.usage(usage))["usage"] == usage
+
+
+@given(
+    st.text(),
+    st.sampled_from(["gpt-4o", 'we"ird\\model']),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+)
+def test_the_completion_body_is_the_json_it_stands_for(
+    text: str, model: str, prompt: int, completion: int
+) -> None:
+    body = completion_body("chatcmpl-abc", 1700000000, model, text, prompt, completion)
+    assert json.loads(body) == {
+        "id": "chatcmpl-abc",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage_object(prompt, completion),
+        "system_fingerprint": None,
+    }

@@ -132,3 +132,19 @@ def test_the_estimate_when_asked_for() -> None:
     assert load_counter(MODELS, "estimate") is ESTIMATE
     with pytest.raises(ConfigurationError, match="must be one of"):
         load_counter(MODELS, "exact")  # type: ignore[arg-type]
+
+
+def test_remembered_counts_are_the_counts(encodings: Path) -> None:
+    """Prompts' messages are counted through a cache; what it gives is what the encoding
+    gives, for texts short enough to be remembered and longer ones alike."""
+    counter = load_counter(MODELS, "tiktoken")
+
+    @given(st.lists(st.text(max_size=5000), min_size=1, max_size=4))
+    def check(texts: list[str]) -> None:
+        messages = [{"role": "user", "content": text} for text in texts]
+        for model in MODELS:
+            expected = 3 + sum(3 + 1 + counter.text(model, text) for text in texts)
+            assert counter.prompt(model, messages) == expected
+            assert counter.prompt(model, messages) == expected  # remembered now
+
+    check()
