@@ -269,6 +269,18 @@ async def _model(request: web.Request, state: ServerState) -> web.Response:
     return web.json_response(_model_object(name))
 
 
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """An ``Expect`` header: ``100-continue`` is answered as aiohttp does, anything else is
+    a 417 in OpenAI's shape (aiohttp's own would be plain text)."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        return OpenAIError(417, f"Unknown Expect: {expect}", code="expectation_failed").response()
+    if request.version == aiohttp.HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not begun
+    return None
+
+
 #: The routes, and the methods each takes (for a 405's ``Allow``).
 _ALLOWED = {"/health": "GET,HEAD", "/v1/models": "GET,HEAD", "/v1/chat/completions": "POST"}
 
@@ -571,12 +583,13 @@ def make_app(
     options = options or ServeOptions()
     app = web.Application(client_max_size=options.max_body_bytes)
     app[STATE_KEY] = ServerState(provider, options, counter)
-    app.router.add_get("/health", _guarded(_health, v1=False))
-    app.router.add_get("/v1/models", _guarded(_models))
-    app.router.add_get("/v1/models/{model}", _guarded(_model))
-    app.router.add_post("/v1/chat/completions", _guarded(_chat_completions))
+    routes = app.router
+    routes.add_get("/health", _guarded(_health, v1=False), expect_handler=_expect)
+    routes.add_get("/v1/models", _guarded(_models), expect_handler=_expect)
+    routes.add_get("/v1/models/{model}", _guarded(_model), expect_handler=_expect)
+    routes.add_post("/v1/chat/completions", _guarded(_chat_completions), expect_handler=_expect)
     # Last: what no route above takes (another path, or another method on one of them).
-    app.router.add_route("*", "/{path:.*}", _guarded(_unrouted, v1=None))
+    routes.add_route("*", "/{path:.*}", _guarded(_unrouted, v1=None), expect_handler=_expect)
     app.on_startup.append(_open_pool)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close_pool)

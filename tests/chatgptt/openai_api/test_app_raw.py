@@ -164,3 +164,26 @@ async def test_a_client_stuck_in_its_headers_is_disconnected(start_api, emulator
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
     finally:
         writer.close()
+
+
+async def test_expect_100_continue_and_an_unknown_expectation(start_api, emulator) -> None:
+    api = await start_api(provider_for(emulator))
+    body = json.dumps({"model": "gpt-4o", "messages": HELLO}).encode()
+    reader, writer = await asyncio.open_connection(api.host, api.port)
+    try:
+        head = post_request(PATH, body, extra="Expect: 100-continue\r\n")
+        writer.write(head[: -len(body)])  # the headers only: wait to be told to go on
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        await writer.drain()
+        reply = await asyncio.wait_for(read_reply(reader), 10)
+    finally:
+        writer.close()
+    assert reply.status == 200
+    assert reply.json()["choices"][0]["message"]["content"] == ANSWER
+    refused = await raw_exchange(
+        api.host, api.port, post_request(PATH, body, extra="Expect: something-else\r\n")
+    )
+    assert "Unknown Expect" in error_of(refused, 417)["message"]

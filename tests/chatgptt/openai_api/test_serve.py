@@ -90,6 +90,10 @@ async def test_a_second_ctrl_c_ends_the_grace(emulator_factory) -> None:
     assert sse_data(received)[-1] == "[DONE]"
 
 
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def children_of(pid: int) -> set[int]:
     found = set()
     for entry in Path("/proc").iterdir():
@@ -171,3 +175,24 @@ def test_bad_options_are_refused_before_starting(emulator) -> None:
     with ServeProcess("--url", emulator.url, "--port", str(emulator.port)) as server:
         assert server.wait(30) == 1  # the emulator's port is taken
     assert "cannot listen" in "\n".join(server.lines)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+async def test_workers_in_front_of_their_own_emulator() -> None:
+    """``--emulator --workers 2``: the emulator runs in a process of its own (gunicorn
+    forks), answers every worker, and goes with the server."""
+    with ServeProcess("--emulator", "--workers", "2", "--grace", "5") as server:
+        base = server.base
+        await wait_until(lambda: len(children_of(server.process.pid)) == 3)  # 2 + emulator
+        started = children_of(server.process.pid)
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(
+                base + "/chat/completions", json={"model": "gpt-4o", "messages": HELLO}
+            ) as reply,
+        ):
+            completion = await reply.json()
+        assert completion["choices"][0]["message"]["content"] == "Hello from upstream: Hello"
+        server.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.wait, 30) == 0
+    assert not any(map(alive, started))
