@@ -209,11 +209,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.workers < 1:
         parser.error("--workers must be 1 or more")
     provider = _serve_provider(args.url)
-    try:
-        counter = load_counter(provider.get_models(), args.usage_tokenizer)
-    except ChatGpttError as exc:
-        print(f"chatgptt: error: {exc}", file=sys.stderr)
-        return 1
+    counter = load_counter(provider.get_models(), args.usage_tokenizer)
 
     def run(provider: type[ChatGptt]) -> int:
         return serve(
@@ -253,7 +249,11 @@ def _emulator_process(token_delay: float) -> Iterator[str]:
         "--token-delay",
         repr(token_delay),
     ]
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # A session of its own: a Ctrl-C in the terminal stops the server (which then drains its
+    # answers, from this emulator), not the emulator under it.
+    child = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert child.stderr is not None
         line = child.stderr.readline()
@@ -285,7 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_from_args(args)
     if args.command == "serve":
-        return _serve(args, parser)
+        try:
+            return _serve(args, parser)
+        except ChatGpttError as exc:
+            print(f"chatgptt: error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "chat" and args.retries is not None and args.retries < 0:
         parser.error("--retries must be 0 or more")
     if args.trace:
