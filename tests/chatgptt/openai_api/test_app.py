@@ -103,7 +103,7 @@ async def test_a_stream_is_openai_chunks_ending_in_done(start_api, emulator_fact
     }
     text = "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks)
     assert text == ANSWER
-    assert len(chunks) > 3  # streamed in pieces, as the site sent them
+    assert len(chunks) >= 3  # the role, the text (in pieces as the site's reads gave them), the end
 
 
 async def test_include_usage_ends_the_stream_with_a_usage_chunk(

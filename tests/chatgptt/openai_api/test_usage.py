@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatgptt.openai_api import ESTIMATE, estimate_tokens, load_counter
@@ -139,6 +139,7 @@ def test_remembered_counts_are_the_counts(encodings: Path) -> None:
     gives, for texts short enough to be remembered and longer ones alike."""
     counter = load_counter(MODELS, "tiktoken")
 
+    @settings(deadline=None)
     @given(st.lists(st.text(max_size=5000), min_size=1, max_size=4))
     def check(texts: list[str]) -> None:
         messages = [{"role": "user", "content": text} for text in texts]
