@@ -1,7 +1,8 @@
 """The benchmark-only virtual environments, created on first use and kept between runs.
 
-- ``benchmarks/.venv-peer``: ``g4f==0.4.5.4`` and its dependencies, nothing of this project
-  (the peer worker imports the original provider from there).
+- ``benchmarks/.venv-peer``: ``g4f==0.4.5.4`` and its dependencies, plus what its API server
+  (``g4f api``) needs at the releases of its time; nothing of this project (the peer worker
+  imports the original provider from there, and the server section runs ``g4f api`` there).
 - ``benchmarks/.venv-bench``: the project (editable) plus the reference SSE decoders of the
   ``openai`` SDK and ``httpx-sse``, for ``benchmarks.sse_decode``.
 
@@ -17,12 +18,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PEER_REQUIREMENT", "Unavailable", "Venv", "ensure_bench_venv", "ensure_peer_venv"]
+__all__ = [
+    "PEER_API_REQUIREMENTS",
+    "PEER_REQUIREMENT",
+    "Unavailable",
+    "Venv",
+    "ensure_bench_venv",
+    "ensure_peer_venv",
+]
 
 #: Progress lines go here (the harness prints them).
 Log = Callable[[str], None]
 
 PEER_REQUIREMENT = "g4f==0.4.5.4"
+#: ``g4f api``'s own dependencies (not g4f's), pinned to releases of g4f 0.4.5.4's time.
+PEER_API_REQUIREMENTS = (
+    "fastapi==0.115.8",
+    "uvicorn==0.34.0",
+    "pydantic==2.10.6",
+    "python-multipart==0.0.20",
+)
 #: Pinned: the decode figure compares against these releases of the reference decoders.
 BENCH_REQUIREMENTS = ("openai==3.57.0", "httpx-sse==0.4.3", "httpx==0.28.1")
 _INSTALL_TIMEOUT = 600.0
@@ -96,12 +111,13 @@ def _create(path: Path, requirements: list[str], log: Log | None) -> str | None:
 
 
 def ensure_peer_venv(root: Path, log: Log | None = None) -> Venv | Unavailable:
-    """The peer's venv with ``g4f==0.4.5.4`` importable, made if missing or broken."""
+    """The peer's venv with ``g4f==0.4.5.4`` and its API server importable, made if missing
+    or broken."""
     path = root / "benchmarks" / ".venv-peer"
     python = path / "bin" / "python"
     probe = (
         "from importlib.metadata import version; from g4f.Provider import ChatGptt; "
-        "print(version('g4f'))"
+        "import g4f.api, uvicorn; print(version('g4f'))"
     )
     wanted = PEER_REQUIREMENT.split("==")[1]
     found = _check(python, probe)
@@ -109,13 +125,13 @@ def ensure_peer_venv(root: Path, log: Log | None = None) -> Venv | Unavailable:
         return Venv(path, str(python), False, f"g4f {found} (cached)")
     if log is not None:
         log(f"creating {path.relative_to(root)} with {PEER_REQUIREMENT} ...")
-    error = _create(path, [PEER_REQUIREMENT], log)
+    error = _create(path, [PEER_REQUIREMENT, *PEER_API_REQUIREMENTS], log)
     if error is not None:
         return Unavailable(f"cannot install {PEER_REQUIREMENT}: {error}")
     found = _check(python, probe)
     if found != wanted:
         return Unavailable(
-            f"{PEER_REQUIREMENT} installed but g4f.Provider.ChatGptt does not import"
+            f"{PEER_REQUIREMENT} installed but g4f.Provider.ChatGptt or g4f.api does not import"
         )
     return Venv(path, str(python), True, f"g4f {found} (installed now)")
 

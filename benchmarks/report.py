@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import Section, Table, Target
+from benchmarks.harness import Section, Table, Target
 
 __all__ = ["machine", "now", "render_markdown", "render_text", "source_state", "write_json"]
 

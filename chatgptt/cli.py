@@ -14,8 +14,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import TextIO
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Literal, TextIO
 from urllib.parse import urlsplit
 
 import attrs
@@ -32,6 +32,8 @@ __all__ = ["build_parser", "main"]
 EXIT_INTERRUPTED = 130
 #: Exit status when stdout's reader went away, as shells report SIGPIPE.
 EXIT_BROKEN_PIPE = 141
+#: Seconds between the tokens of the emulator that ``--emulator`` starts.
+_EMULATOR_TOKEN_DELAY = 0.04
 
 
 def configure_tracing(stream: TextIO) -> None:
@@ -106,12 +108,65 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     probe.add_argument("--json", action="store_true", help="print one JSON object")
 
-    serve = commands.add_parser("serve", help="serve the provider as an OpenAI-compatible API")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the provider as an OpenAI-compatible API",
+        description=(
+            "An OpenAI-compatible API in front of the site: /v1/chat/completions, /v1/models, "
+            "/health. Stops on SIGINT or SIGTERM, letting the answers in flight finish."
+        ),
+    )
     site = serve.add_mutually_exclusive_group()
     site.add_argument("--emulator", action="store_true", help="in front of a local emulator")
     site.add_argument("--url", help=f"the site's base URL (default {ChatGptt.url})")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; elsewhere, set an API key)",
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (0: any free)")
+    serve.add_argument(
+        "--dialect",
+        choices=(AUTO, *ChatGptt.dialects.names),
+        default=AUTO,
+        help="the plugin's protocol: auto (the page decides, default), aipkit or classic; "
+        "with --emulator, the dialect the emulated site speaks",
+    )
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get("CHATGPTT_API_KEY") or None,
+        help="require 'Authorization: Bearer KEY' on /v1 (default: $CHATGPTT_API_KEY)",
+    )
+    serve.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="requests answered at once, per process; more get 429 (default 1024)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on the port, through gunicorn (default 1: no gunicorn)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long answers in flight may finish (default 30)",
+    )
+    serve.add_argument(
+        "--usage-tokenizer",
+        choices=("auto", "tiktoken", "estimate"),
+        default=os.environ.get("CHATGPTT_USAGE_TOKENIZER") or "auto",
+        help=(
+            "how usage tokens are counted: auto (tiktoken when its encodings load, else an "
+            "estimate), tiktoken, or estimate (default: $CHATGPTT_USAGE_TOKENIZER or auto)"
+        ),
+    )
 
     from .emulator import add_arguments
 
@@ -136,7 +191,8 @@ async def _provider(args: argparse.Namespace) -> AsyncIterator[type[ChatGptt]]:
 
         # The emulated site speaks the dialect asked for (classic when the page decides).
         config = EmulatorConfig(
-            token_delay=0.04, dialect="aipkit" if dialect == "aipkit" else "classic"
+            token_delay=_EMULATOR_TOKEN_DELAY,
+            dialect="aipkit" if dialect == "aipkit" else "classic",
         )
         async with EmulatorServer(config) as emulator:
             yield ChatGptt.derive("Emulated", url=emulator.url, dialect=dialect)
@@ -208,16 +264,92 @@ async def _probe(args: argparse.Namespace, out: TextIO) -> None:
     await provider.aclose()
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import serve
+def _serve_provider(url: str | None, dialect: str = AUTO) -> type[ChatGptt]:
+    """The provider ``serve`` puts behind the API (the place for options that shape it)."""
+    if url is None and dialect == AUTO:
+        return ChatGptt
+    return ChatGptt.derive("Site", url=url or ChatGptt.url, dialect=dialect)
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .openai_api import ServeOptions, load_counter, serve
+
+    try:
+        options = ServeOptions(
+            api_key=args.api_key,
+            max_concurrency=args.max_concurrency,
+            grace=args.grace,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
+    provider = _serve_provider(args.url, args.dialect)
+    counter = load_counter(provider.get_models(), args.usage_tokenizer)
+
+    def run(provider: type[ChatGptt]) -> int:
+        return serve(
+            provider,
+            options,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            counter=counter,
+        )
 
     if not args.emulator:
-        provider = ChatGptt.derive("Site", url=args.url) if args.url else ChatGptt
-        return serve(provider, args.host, args.port)
+        return run(provider)
+    emulated: Literal["classic", "aipkit"] = "aipkit" if args.dialect == "aipkit" else "classic"
+    if args.workers > 1:
+        # gunicorn forks its workers: the emulator runs in a process of its own, not in a
+        # thread of the process that forks.
+        with _emulator_process(_EMULATOR_TOKEN_DELAY, emulated) as url:
+            return run(ChatGptt.derive("Emulated", url=url, dialect=args.dialect))
     from .emulator import EmulatorConfig, start_in_thread
 
-    with start_in_thread(EmulatorConfig(token_delay=0.04)) as emulator:
-        return serve(ChatGptt.derive("Emulated", url=emulator.url), args.host, args.port)
+    config = EmulatorConfig(token_delay=_EMULATOR_TOKEN_DELAY, dialect=emulated)
+    with start_in_thread(config) as emulator:
+        return run(ChatGptt.derive("Emulated", url=emulator.url, dialect=args.dialect))
+
+
+@contextlib.contextmanager
+def _emulator_process(token_delay: float, dialect: str = "classic") -> Iterator[str]:
+    """``chatgptt emulator`` in a child process; its URL."""
+    import re
+    import subprocess
+
+    command = [
+        sys.executable,
+        "-m",
+        "chatgptt.emulator",
+        "--port",
+        "0",
+        "--token-delay",
+        repr(token_delay),
+        "--dialect",
+        dialect,
+    ]
+    # A session of its own: a Ctrl-C in the terminal stops the server (which then drains its
+    # answers, from this emulator), not the emulator under it.
+    child = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert child.stderr is not None
+        line = child.stderr.readline()
+        found = re.search(r"emulator listening on (\S+)", line)
+        if found is None:
+            raise ChatGpttError(f"the emulator did not start: {line.strip()}")
+        yield found.group(1)
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_from_args(args)
     if args.command == "serve":
-        return _serve(args)
+        try:
+            return _serve(args, parser)
+        except ChatGpttError as exc:
+            print(f"chatgptt: error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "probe":
         try:
             asyncio.run(_probe(args, sys.stdout))

@@ -23,7 +23,7 @@ def block(marker: str) -> str:
 
 
 def test_the_readme_has_the_examples_this_file_runs() -> None:
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 7
 
 
 def test_library_usage(emulator, monkeypatch, capsys) -> None:
@@ -72,3 +72,34 @@ def test_another_site_and_custom_stage(emulator) -> None:
 def test_the_two_commands_come_first(command: str) -> None:
     text = README.read_text(encoding="utf-8")
     assert text.index(command) < text.index("## Use it as a library")
+
+
+# --- chatgptt serve and the openai SDK pointed at it ----------------------------------------------
+
+
+def test_the_openai_sdk_against_chatgptt_serve(capsys) -> None:
+    from tests.chatgptt.openai_api.support import ServeProcess
+
+    code = block('OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")')
+    assert "chatgptt serve --emulator --port 8000" in README.read_text(encoding="utf-8")
+    with ServeProcess("--emulator") as server:
+        exec(code.replace("http://127.0.0.1:8000/v1", server.base), {})
+    first, second = capsys.readouterr().out.splitlines()
+    answer = "Hello from upstream: Hello"
+    assert first.startswith(answer + " ")
+    assert int(first.split()[-1]) > 0  # the usage's total
+    assert second.startswith(answer + " (")
+    assert second.endswith(" tokens)")
+
+
+def test_the_openai_sdk_with_an_api_key(capsys) -> None:
+    from tests.chatgptt.openai_api.support import ServeProcess
+
+    code = block('api_key="sk-my-secret"')
+    readme = README.read_text(encoding="utf-8")
+    assert "CHATGPTT_API_KEY=sk-my-secret chatgptt serve --emulator --port 8000" in readme
+    with ServeProcess("--emulator", env={"CHATGPTT_API_KEY": "sk-my-secret"}) as server:
+        exec(code.replace("http://127.0.0.1:8000/v1", server.base), {})
+    assert capsys.readouterr().out == (
+        "['gpt-4', 'gpt-4o', 'gpt-4o-mini']\nrefused: invalid_api_key\n"
+    )

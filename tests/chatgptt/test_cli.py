@@ -83,7 +83,8 @@ def test_the_installed_command_streams_the_demo() -> None:
     assert done.stdout == "Hello from upstream: Hello, how are you?\n"
 
 
-def test_serve_answers_openai_requests_and_stops_on_ctrl_c() -> None:
+@pytest.mark.parametrize("dialect", ["auto", "aipkit"])
+def test_serve_answers_openai_requests_and_stops_on_ctrl_c(dialect: str) -> None:
     import json
     import re
     import signal
@@ -91,7 +92,10 @@ def test_serve_answers_openai_requests_and_stops_on_ctrl_c() -> None:
 
     command = Path(sys.executable).with_name("chatgptt")
     server = subprocess.Popen(
-        [str(command), "serve", "--emulator", "--port", "0"],
+        [
+            *(str(command), "serve", "--emulator", "--port", "0", "--dialect", dialect),
+            *("--usage-tokenizer", "estimate"),
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -110,6 +114,10 @@ def test_serve_answers_openai_requests_and_stops_on_ctrl_c() -> None:
         with urllib.request.urlopen(request, timeout=30) as reply:
             completion = json.loads(reply.read())
         assert completion["choices"][0]["message"]["content"] == "Hello from upstream: Hi"
+        with urllib.request.urlopen(match.group(0)[: -len("/v1")] + "/health") as reply:
+            health = json.loads(reply.read())
+        expected = "aipkit" if dialect == "aipkit" else "classic"
+        assert (health["dialect"], health["detected_dialect"]) == (dialect, expected)
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
     finally:

@@ -1,0 +1,210 @@
+"""Scale and lifecycle: admission past ``max_concurrency``, a pool that lets every admitted
+stream flow, a client hanging up cancels its upstream request, and the graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chatgptt import RetryPolicy
+from chatgptt.emulator import Fault
+from chatgptt.openai_api import ServeOptions
+from chatgptt.testing import provider_for
+from tests.chatgptt.openai_api.support import (
+    PROC_TCP,
+    listening_sockets,
+    sse_data,
+    until_refused,
+    wait_until,
+)
+
+HELLO = [{"role": "user", "content": "Hello"}]
+STREAM = {"model": "gpt-4o", "messages": HELLO, "stream": True}
+ANSWER = "Hello from upstream: Hello"
+#: The answer stops after its first piece for 30 s (until the client leaves).
+STALL = Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0)
+
+needs_proc = pytest.mark.skipif(not PROC_TCP.exists(), reason="needs Linux /proc/net/tcp")
+
+
+def stalled(emulator: Any) -> type[Any]:
+    return provider_for(emulator, retry_policy=RetryPolicy(attempts=1))
+
+
+class OpenStream:
+    """A streamed request read up to its first piece of text, held open."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+        self.reply: aiohttp.ClientResponse | None = None
+        self.received = b""
+
+    async def start(self) -> OpenStream:
+        self.reply = await self.session.post(self.url, json=STREAM)
+        assert self.reply.status == 200, await self.reply.read()
+        while b'"content":"H' not in self.received:
+            chunk = await self.reply.content.readany()
+            assert chunk, "the stream ended before its first piece"
+            self.received += chunk
+        return self
+
+    async def rest(self) -> bytes:
+        assert self.reply is not None
+        self.received += await self.reply.read()
+        return self.received
+
+    def hang_up(self) -> None:
+        assert self.reply is not None
+        self.reply.close()  # closes the connection, not just the response
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    # No pool limit on the test's side: the server's is what is tested.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        yield session
+
+
+def events_text(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
+    events = sse_data(raw)
+    assert events[-1] == "[DONE]"
+    frames = [json.loads(data) for data in events[:-1]]
+    text = "".join(
+        frame["choices"][0]["delta"].get("content") or ""
+        for frame in frames
+        if frame.get("choices")
+    )
+    return text, frames
+
+
+# --- admission and the pool -------------------------------------------------------------------
+
+
+async def test_past_max_concurrency_a_429_with_retry_after(
+    start_api, emulator_factory, client
+) -> None:
+    emulator = emulator_factory(
+        faults=[Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0, times=2)]
+    )
+    api = await start_api(stalled(emulator), ServeOptions(max_concurrency=2, grace=1))
+    url = api.base + "/chat/completions"
+    held = [await OpenStream(client, url).start() for _ in range(2)]
+    async with client.post(url, json=STREAM) as reply:
+        assert reply.status == 429
+        assert reply.headers["Retry-After"] == "1"
+        error = (await reply.json())["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert "limit of 2" in error["message"]
+    async with client.get(api.origin + "/health") as reply:
+        assert (await reply.json())["in_flight"] == 2
+    for stream in held:
+        stream.hang_up()
+    await wait_until(lambda: not api.state.in_flight)
+    async with client.post(url, json=STREAM) as reply:
+        assert reply.status == 200
+        text, _ = events_text(await reply.read())
+    assert text == ANSWER
+
+
+async def test_every_admitted_stream_flows_past_the_librarys_default_pool(
+    start_api, emulator_factory, client
+) -> None:
+    """The library's shared session holds 100 connections; the server sizes its own pool
+    to what it admits, so 110 streams are all on the wire at once."""
+    streams = 110
+    emulator = emulator_factory(
+        faults=[Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0, times=streams)]
+    )
+    api = await start_api(stalled(emulator), ServeOptions(max_concurrency=streams, grace=1))
+    url = api.base + "/chat/completions"
+    opened = await asyncio.wait_for(
+        asyncio.gather(*(OpenStream(client, url).start() for _ in range(streams))), 30.0
+    )
+    assert len(api.state.in_flight) == streams  # all of them mid-answer, none finished
+    for stream in opened:
+        stream.hang_up()
+    await wait_until(lambda: not api.state.in_flight)
+
+
+# --- a client that hangs up -------------------------------------------------------------------
+
+
+@needs_proc
+async def test_a_client_hanging_up_closes_the_upstream_stream(
+    start_api, emulator_factory, client
+) -> None:
+    emulator = emulator_factory(faults=[STALL])
+    api = await start_api(stalled(emulator), ServeOptions(max_concurrency=1, grace=1))
+
+    def emulator_connections() -> int:
+        # Open on the emulator's side: established, or closed by us but not yet by it.
+        return listening_sockets(emulator.port, "01") + listening_sockets(emulator.port, "08")
+
+    stream = await OpenStream(client, api.base + "/chat/completions").start()
+    during = emulator_connections()
+    assert during >= 1
+    stream.hang_up()
+    # The emulator would stall for 30 s more: its side closes because ours did.
+    await wait_until(lambda: emulator_connections() == during - 1)
+    await wait_until(lambda: not api.state.in_flight)
+    async with client.post(api.base + "/chat/completions", json=STREAM) as reply:
+        text, _ = events_text(await reply.read())
+    assert text == ANSWER  # the one admitted slot and its connection are free again
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+async def test_on_stop_answers_in_flight_finish_within_the_grace(
+    start_api, emulator_factory, client
+) -> None:
+    emulator = emulator_factory(token_delay=0.02, answer_chars=400)  # 50 pieces, ~1 s
+    api = await start_api(provider_for(emulator), ServeOptions(grace=30.0))
+    stream = await OpenStream(client, api.base + "/chat/completions").start()
+    stopping = asyncio.create_task(api.runner.cleanup())
+    await until_refused(api.host, api.port)  # while the answer is still coming
+    assert not stopping.done()
+    text, frames = events_text(await stream.rest())
+    assert len(text) == 400
+    assert frames[-1]["choices"][0]["finish_reason"] == "stop"
+    await asyncio.wait_for(stopping, 10.0)  # it did not wait out the 30 s grace
+
+
+async def test_past_the_grace_answers_are_ended_with_an_error(
+    start_api, emulator_factory, client
+) -> None:
+    emulator = emulator_factory(faults=[STALL, Fault(kind="stall", seconds=30.0, target="ajax")])
+    api = await start_api(stalled(emulator), ServeOptions(grace=0.2))
+    stream = await OpenStream(client, api.base + "/chat/completions").start()
+    whole = asyncio.create_task(
+        client.post(api.base + "/chat/completions", json={"model": "gpt-4o", "messages": HELLO})
+    )
+    await wait_until(lambda: len(api.state.in_flight) == 2 and emulator.stats.ajax_requests == 2)
+    await asyncio.wait_for(api.runner.cleanup(), 10.0)
+    events = sse_data(await stream.rest())
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "server_shutting_down"
+    reply = await whole
+    assert reply.status == 503
+    assert (await reply.json())["error"]["code"] == "server_shutting_down"
+    reply.release()
+
+
+async def test_a_second_signal_ends_the_grace_at_once(start_api, emulator_factory, client) -> None:
+    emulator = emulator_factory(faults=[STALL])
+    api = await start_api(stalled(emulator), ServeOptions(grace=30.0))
+    stream = await OpenStream(client, api.base + "/chat/completions").start()
+    stopping = asyncio.create_task(api.runner.cleanup())
+    await until_refused(api.host, api.port)
+    api.state.hurry()
+    await asyncio.wait_for(stopping, 10.0)
+    events = sse_data(await stream.rest())
+    assert json.loads(events[-2])["error"]["code"] == "server_shutting_down"
+    assert events[-1] == "[DONE]"
