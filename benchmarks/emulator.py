@@ -35,6 +35,7 @@ class EmulatorSettings:
     """One configuration of the emulated site (``chatgptt emulator``'s options)."""
 
     mode: str = "json"
+    dialect: str = "classic"
     token_delay: float = 0.0
     token_chars: int = 8
     answer_chars: int | None = None
@@ -43,6 +44,7 @@ class EmulatorSettings:
     def arguments(self) -> list[str]:
         """The command-line options for this configuration."""
         args = ["--mode", self.mode, "--token-delay", repr(self.token_delay)]
+        args += ["--dialect", self.dialect]
         args += ["--token-chars", str(self.token_chars)]
         if self.answer_chars is not None:
             args += ["--answer-chars", str(self.answer_chars)]
@@ -52,10 +54,10 @@ class EmulatorSettings:
 
     def describe(self) -> str:
         """A short human description, for tables and logs."""
-        parts = [self.mode.upper()]
+        parts = ["AIPKit stream"] if self.dialect == "aipkit" else [self.mode.upper()]
         if self.answer_chars is not None:
             parts.append(f"{_size(self.answer_chars)} answers")
-        if self.mode == "sse":
+        if self.mode == "sse" or self.dialect == "aipkit":
             parts.append(f"{_size(self.token_chars)} per frame")
         if self.token_delay:
             parts.append(f"{self.token_delay * 1000:g} ms/token")

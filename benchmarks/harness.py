@@ -47,6 +47,7 @@ _MODULES = {
     "floor": "benchmarks.client_floor",
     "chatgptt": "benchmarks.client_chatgptt",
     "peer": "benchmarks.client_peer",
+    "aipkit_floor": "benchmarks.client_aipkit_floor",
 }
 #: Short answers: about what the site's model says to "Hello".
 SHORT_ANSWER = 200

@@ -1,7 +1,8 @@
 """Profile a client worker's timed calls: where chatgptt (or the floor) spends its CPU.
 
 ``python -m benchmarks.profile_client [--client chatgptt] [--mode json] [--calls 1000]
-[--concurrency 1] [--answer-chars 200] [--top 30] [--save FILE.prof]`` starts an emulator in
+[--concurrency 1] [--answer-chars 200] [--dialect aipkit] [--top 30]
+[--save FILE.prof]`` starts an emulator in
 its own process, runs the worker with cProfile enabled over the timed calls only (warm-up
 excluded) and prints the top functions sorted by cumulative and by own (tottime) time.
 """
@@ -25,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the profile and print it."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_client")
-    parser.add_argument("--client", choices=("chatgptt", "floor"), default="chatgptt")
+    parser.add_argument(
+        "--client", choices=("chatgptt", "floor", "aipkit_floor"), default="chatgptt"
+    )
+    parser.add_argument("--dialect", choices=("classic", "aipkit"), default="classic")
     parser.add_argument("--variant", default="default", help="chatgptt: default or untraced")
     parser.add_argument("--mode", choices=("json", "sse"), default="json")
     parser.add_argument("--calls", type=int, default=1000)
@@ -41,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     prof = (args.save or work / "client.prof").resolve()
     settings = EmulatorSettings(
-        mode=args.mode, answer_chars=args.answer_chars, token_chars=args.token_chars
+        mode=args.mode,
+        dialect=args.dialect,
+        answer_chars=args.answer_chars,
+        token_chars=args.token_chars,
     )
     try:
         with EmulatorProcess(settings, work_dir=work) as emulator:

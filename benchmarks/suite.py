@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from benchmarks.harness import PRESETS, Context, Preset, Section, Table, Target
 from benchmarks.sections import (
+    aipkit,
     calls,
     decode,
     first_token,
@@ -33,8 +34,8 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "decode": decode.section_decode,
     "memory": memory.section_memory,
     "scaling": scaling.section_scaling,
-    # The AIPKit path (the plugin's v2.3+ protocol) against its floor goes here:
-    # "aipkit": aipkit.section_aipkit,  (benchmarks/sections/aipkit.py)
+    # The AIPKit path (the plugin's v2.3+ protocol) against its own floor.
+    "aipkit": aipkit.section_aipkit,
     # `chatgptt serve` against a hand-written relay and gpt4free's own API server.
     "server": server.section_server,
     "silence": silence.section_silence,

@@ -13,10 +13,11 @@ import email.utils
 import html
 import re
 import time
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from functools import lru_cache
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
 import yarl
@@ -50,6 +51,7 @@ __all__ = [
     "RETRY_AFTER_CEILING",
     "ResponseBody",
     "classify_failure",
+    "encode_form",
     "length_declared",
     "map_client_error",
     "parse_retry_after",
@@ -78,6 +80,29 @@ def _client_timeout(connect: float | None) -> aiohttp.ClientTimeout:
     # Only the socket connect is aiohttp's job: waiting for a pooled connection is
     # bounded by first_byte, body reads by ResponseBody (idle and total).
     return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=None)
+
+
+@lru_cache(maxsize=1024)
+def _quoted(text: str) -> str:
+    return quote_plus(text)
+
+
+def encode_form(
+    pairs: Iterable[tuple[str, str]], *, changing: AbstractSet[str] = frozenset()
+) -> bytes:
+    """``application/x-www-form-urlencoded`` bytes (a body or a query), as
+    ``urllib.parse.urlencode`` writes them.
+
+    Field names and the values that repeat across calls (nonce, post id, bot id…) are
+    quoted once and remembered; the values of the ``changing`` fields (the message, its
+    history, one-use keys and ids) are quoted each time and never kept.
+    """
+    return "&".join(
+        [
+            f"{_quoted(key)}={quote_plus(value) if key in changing else _quoted(value)}"
+            for key, value in pairs
+        ]
+    ).encode("ascii")
 
 
 async def send(

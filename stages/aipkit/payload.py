@@ -19,7 +19,7 @@ With ``Settings.history == "flatten"`` every call starts a new conversation, fol
 
 from __future__ import annotations
 
-import secrets
+import os
 import string
 import time
 import uuid
@@ -51,7 +51,7 @@ __all__ = [
 #: Step 1: the action that caches the message and returns a one-use key.
 CACHE_ACTION = "aipkit_cache_sse_message"
 
-_RANDOM_ALPHABET = string.ascii_lowercase + string.digits
+_RANDOM_ALPHABET = string.digits + string.ascii_lowercase
 _log = structlog.get_logger("chatgptt")
 
 
@@ -118,8 +118,12 @@ def plan_turn(
 
 def client_message_id(bot_id: str, *, now: Callable[[], float] = time.time) -> str:
     """``aipkit-client-msg-<bot>-<milliseconds>-<5 random [a-z0-9]>``, as the script makes it."""
-    suffix = "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(5))
-    return f"aipkit-client-msg-{bot_id}-{int(now() * 1000)}-{suffix}"
+    number = int.from_bytes(os.urandom(4), "big")
+    suffix = []
+    for _ in range(5):
+        number, digit = divmod(number, 36)
+        suffix.append(_RANDOM_ALPHABET[digit])
+    return f"aipkit-client-msg-{bot_id}-{int(now() * 1000)}-{''.join(suffix)}"
 
 
 def cache_form(tokens: AipkitTokens, message: str, message_id: str) -> tuple[tuple[str, str], ...]:

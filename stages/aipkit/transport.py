@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlencode
 
 import attrs
 
@@ -32,7 +31,7 @@ from stages.errors import (
     SiteError,
     excerpt,
 )
-from stages.http import ResponseBody, classify_failure, read_prefix, send
+from stages.http import ResponseBody, classify_failure, encode_form, read_prefix, send
 
 __all__ = [
     "NONCE_ACTION",
@@ -51,6 +50,9 @@ NONCE_ACTION = "aipkit_get_frontend_chat_nonce"
 
 _CACHE_KEY = re.compile(r"aipkit_sse_[A-Za-z0-9]{1,128}")
 _NONCE = re.compile(r"[A-Za-z0-9]{1,64}")
+#: Fields whose values change with every call (quoted each time, never remembered).
+_STEP1_CHANGING = frozenset({"message", "user_client_message_id"})
+_STEP2_CHANGING = frozenset({"cache_key", "session_id", "conversation_uuid", "_ts"})
 _POST_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=UTF-8"
 
 
@@ -164,7 +166,7 @@ async def _post(
         "POST",
         url,
         headers=_post_headers(settings.site.headers, tokens.page_url),
-        data=urlencode(form).encode("ascii"),
+        data=encode_form(form, changing=_STEP1_CHANGING),
         allow_redirects=False,
     )
     body = ResponseBody.of_call(response, call, url, max_bytes=None)
@@ -219,19 +221,19 @@ class CacheAndStream:
         except BaseException:
             give_back(exchange)  # the message never reached the chat: the server did not move
             raise
-        params = [
+        params = (
             ("action", STREAM_ACTION),
             ("cache_key", cache_key),
             *query,
             ("_ts", str(int(time.time() * 1000))),
             ("_ajax_nonce", tokens.nonce),
-        ]
+        )
         settings = call.settings
+        separator = "&" if "?" in url else "?"
         response = await send(
             call,
             "GET",
-            url,
-            params=params,
+            url + separator + encode_form(params, changing=_STEP2_CHANGING).decode("ascii"),
             headers=_stream_headers(settings.site.headers, tokens.page_url),
             allow_redirects=False,
         )

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import ClassVar
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import attrs
 
 from stages.classic.tokens import ClassicTokens
 from stages.core import Exchange, Reply, require, require_tokens
-from stages.http import ResponseBody, classify_failure, read_prefix, send
+from stages.http import ResponseBody, classify_failure, encode_form, read_prefix, send
 
-__all__ = ["PostForm", "encode_form", "post_headers"]
+__all__ = ["PostForm", "encode_form", "post_headers"]  # encode_form: re-exported
 
 #: Fields whose values change with every message; the others repeat for hours.
 _PER_MESSAGE = frozenset({"message", "wpaicg_chat_history"})
-
-
-@functools.lru_cache(maxsize=512)
-def _quoted(text: str) -> str:
-    return quote_plus(text)
-
-
-def encode_form(pairs: Iterable[tuple[str, str]]) -> bytes:
-    """``application/x-www-form-urlencoded`` bytes, as ``urllib.parse.urlencode`` writes them.
-
-    Field names and the values that repeat across calls (nonce, post id, client id…)
-    are quoted once and remembered; the message and history are quoted each time
-    and never kept.
-    """
-    return "&".join(
-        [
-            f"{_quoted(key)}={quote_plus(value) if key in _PER_MESSAGE else _quoted(value)}"
-            for key, value in pairs
-        ]
-    ).encode("ascii")
 
 
 _ACCEPT = "text/event-stream, application/json;q=0.9, */*;q=0.8"
@@ -79,7 +58,7 @@ class PostForm:
             "POST",
             url,
             headers=post_headers(settings.site.headers, tokens.page_url),
-            data=encode_form(form),
+            data=encode_form(form, changing=_PER_MESSAGE),
             allow_redirects=False,
         )
         body = ResponseBody.of_call(response, call, url, max_bytes=settings.limits.max_stream_bytes)

@@ -36,7 +36,7 @@ from stages.errors import (
     TokenLimitError,
     UpstreamError,
 )
-from stages.sse import SSEDecoder
+from stages.sse import ServerSentEvent, SSEDecoder
 from tests.conftest import VECTORS, MemoryBody
 
 AIPKIT = VECTORS / "aipkit"
@@ -443,3 +443,15 @@ async def test_warnings_reach_the_log_when_someone_listens(exchange_for) -> None
     finally:
         structlog.reset_defaults()
     assert {"event": "aipkit.warning", "data": '{"error":"slow"}', "log_level": "warning"} in logs
+
+
+@settings(deadline=None, max_examples=300)
+@given(text=st.text(), ascii_only=st.booleans(), php_slashes=st.booleans())
+def test_any_delta_text_comes_back_exactly(text: str, ascii_only: bool, php_slashes: bool) -> None:
+    """Whether the fast path or the JSON decoder reads it, a delta's text is its text."""
+    encoded = json.dumps({"delta": text}, ensure_ascii=ascii_only, separators=(",", ":"))
+    if php_slashes:
+        encoded = encoded.replace("/", "\\/")
+    interpreter = AipkitInterpreter(URL)
+    interpreter.started = True
+    assert interpreter.feed([ServerSentEvent(encoded)]) == text
