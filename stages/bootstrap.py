@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
 import attrs
 
 from .core import Exchange, Page
-from .http import ResponseBody, classify_failure, read_prefix, send
+from .http import ResponseBody, classify_failure, length_declared, read_prefix, send
 
 __all__ = ["FetchPage", "page_headers"]
 
@@ -25,6 +26,14 @@ def _known_charset(charset: str | None) -> str:
         except LookupError:
             pass
     return "utf-8"
+
+
+_HTML_END = re.compile(rb"</html\s*>", re.IGNORECASE)
+
+
+def _ends_the_document(raw: bytes) -> bool:
+    """Whether the page's last kilobytes hold its closing ``</html>``."""
+    return _HTML_END.search(raw, max(0, len(raw) - 4096)) is not None
 
 
 def page_headers(site_headers: Mapping[str, str]) -> dict[str, str]:
@@ -59,5 +68,6 @@ class FetchPage:
         finally:
             await body.aclose()
         html = raw.decode(_known_charset(response.charset), "replace")
-        page = Page(url=str(response.url), status=response.status, html=html)
+        maybe_cut = not length_declared(response.headers) and not _ends_the_document(raw)
+        page = Page(url=str(response.url), status=response.status, html=html, maybe_cut=maybe_cut)
         return attrs.evolve(exchange, page=page)

@@ -52,11 +52,18 @@ class Message:
 
 @attrs.frozen(kw_only=True)
 class Page:
-    """The landing page as fetched: its final URL (after redirects), status and HTML."""
+    """The landing page as fetched: its final URL (after redirects), status and HTML.
+
+    ``maybe_cut`` is true when the page may not have come whole: its reply declared no
+    length (it ended where the connection closed, as PHP's own server sends pages) and
+    it lacks its closing ``</html>``. A page without the chat's tokens is then a cut
+    reply (retried), not a page without a chat.
+    """
 
     url: str
     status: int
     html: str = attrs.field(repr=lambda html: f"<{len(html)} characters>")
+    maybe_cut: bool = False
 
 
 @attrs.frozen(kw_only=True)

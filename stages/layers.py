@@ -34,9 +34,11 @@ from .errors import (
     ChatGpttError,
     ConfigurationError,
     HTTPStatusError,
+    IncompleteReplyError,
     NonceRejectedError,
     ProviderTimeoutError,
     RateLimitError,
+    TokensNotFoundError,
 )
 
 __all__ = [
@@ -538,11 +540,30 @@ def assemble_site(bootstrap: Pipeline, dialects: Dialects, *, trace: bool = True
     return Pipeline(
         [
             *(wrap(bounded(step)) for step in bootstrap),
-            wrap(ChooseDialect(dialects)),
-            ByDialect("tokens", heads),
+            WholePage(Pipeline([wrap(ChooseDialect(dialects)), ByDialect("tokens", heads)])),
         ],
         name="site",
     )
+
+
+@attrs.frozen
+class WholePage(Wrapped):
+    """A page that may have been cut (no declared length, no ``</html>``) and lacks the
+    chat's tokens is a cut reply — :class:`IncompleteReplyError`, retried — rather than
+    a page without a chat."""
+
+    async def __call__(self, exchange: Exchange, /) -> Exchange:
+        try:
+            return await self.inner(exchange)
+        except TokensNotFoundError as exc:
+            page = exchange.page
+            if page is None or not page.maybe_cut:
+                raise
+            raise IncompleteReplyError(
+                f"the landing page ended without </html> and without the chat's tokens "
+                f"({', '.join(exc.missing)})",
+                url=page.url,
+            ) from exc
 
 
 def _unchanged(stage: Stage) -> Stage:

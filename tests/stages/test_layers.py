@@ -32,6 +32,7 @@ from stages.layers import (
     Retrying,
     TokenCached,
     Traced,
+    WholePage,
     assemble,
     retrying,
     timeout,
@@ -393,7 +394,7 @@ def names_of(stage: object) -> object:
         return [names_of(inner) for inner in stage.stages]
     if isinstance(stage, ByDialect):
         return {name: names_of(inner) for name, inner in stage.pipelines.items()}
-    if isinstance(stage, Traced | Retrying | RefreshingTokens | TokenCached):
+    if isinstance(stage, Traced | Retrying | RefreshingTokens | TokenCached | WholePage):
         return (type(stage).__name__, names_of(stage.inner))
     return stage.name  # type: ignore[attr-defined]
 
@@ -417,8 +418,16 @@ def test_assemble_writes_the_layer_order_once() -> None:
                         "TokenCached",
                         [
                             ("Traced", "bootstrap"),
-                            ("Traced", "dialect"),
-                            {"aipkit": [("Traced", "tokens")], "classic": [("Traced", "tokens")]},
+                            (
+                                "WholePage",
+                                [
+                                    ("Traced", "dialect"),
+                                    {
+                                        "aipkit": [("Traced", "tokens")],
+                                        "classic": [("Traced", "tokens")],
+                                    },
+                                ],
+                            ),
                         ],
                     ),
                     {"aipkit": each, "classic": each},
@@ -441,7 +450,10 @@ def test_each_dialect_declares_what_the_token_cache_covers() -> None:
     )
     assembled = names_of(assemble(Pipeline([plain("bootstrap")]), Dialects([custom]), trace=False))
     cached, chat = assembled[1][1][0], assembled[1][1][1]  # type: ignore[index]
-    assert cached == ("TokenCached", ["bootstrap", "dialect", {"third": ["scan", "keys"]}])
+    assert cached == (
+        "TokenCached",
+        ["bootstrap", ("WholePage", ["dialect", {"third": ["scan", "keys"]}])],
+    )
     assert chat == {"third": ["sign", "post", "read"]}
 
 
