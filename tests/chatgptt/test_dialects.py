@@ -93,8 +93,10 @@ async def test_a_forced_dialect_the_site_does_not_speak_fails_clearly(
     assert emulator.stats.ajax_requests == 0
 
 
-async def test_a_page_without_a_chat_names_its_url(emulator_factory) -> None:
-    emulator = emulator_factory(page_style="no_chat")
+@pytest.mark.parametrize("framing", ["length", "close"])
+async def test_a_page_without_a_chat_names_its_url(emulator_factory, framing: str) -> None:
+    """Also when the page came without a declared length: it ended with its </html>."""
+    emulator = emulator_factory(page_style="no_chat", framing=framing)
     _text, error = await collect(provider(emulator))
     assert isinstance(error, ChatNotFoundError)
     assert emulator.url in str(error)
