@@ -30,7 +30,6 @@ from .errors import (
     ConfigurationError,
     HTTPStatusError,
     MalformedResponseError,
-    NonceRejectedError,
     ProviderConnectionError,
     ProviderTimeoutError,
     RateLimitError,
@@ -69,7 +68,6 @@ ERROR_PREVIEW_BYTES = 64 * 1024
 #: reported in ``RateLimitError`` finite and meaningful.
 RETRY_AFTER_CEILING = 86_400.0
 
-_NONCE_EXPIRED = b"The link you followed has expired."
 _TAG = re.compile(r"<[^>]*>")
 # Inline tags go without a trace ("<b>Fatal error</b>:" reads "Fatal error:"), others as a space.
 _INLINE_TAG = re.compile(r"</?(?:a|b|code|em|i|span|strong)(?:\s[^>]*)?>", re.IGNORECASE)
@@ -486,14 +484,14 @@ def classify_failure(
     url: str,
     *,
     action: str | None = None,
-    nonce: str | None = None,
 ) -> ChatGpttError:
     """The error a non-200 reply means, from its status, headers and first bytes.
 
     Checked in order: Cloudflare's 520–527 origin errors (their pages carry Cloudflare
     markers too); a firewall's block or challenge page (any other status: Wordfence
-    blocks with 503, and such a page is never retried); the plugin's 403 nonce
-    page; WordPress's ``400 0`` for an unknown action; 429; 5xx; the rest.
+    blocks with 503, and such a page is never retried); WordPress's ``400 0`` for an
+    unknown action; 429; 5xx; the rest. How a dialect's site rejects a nonce is the
+    dialect's to recognise, before it calls this.
     """
     content_type = headers.get("Content-Type", "")
     retry_after = parse_retry_after(headers)
@@ -504,8 +502,6 @@ def classify_failure(
     protection = detect_protection(body, headers)
     if protection is not None:
         return BotProtectionError(url, status, protection.marker, firewall=protection.firewall)
-    if status == 403 and body.lstrip().startswith(_NONCE_EXPIRED):
-        return NonceRejectedError(url, "the link you followed has expired (HTTP 403)", nonce=nonce)
     if status == 400 and body.strip() == b"0":
         return UnknownActionError(url, action or "?")
     preview = readable_excerpt(body, content_type)

@@ -10,6 +10,7 @@ import attrs
 
 from stages.classic.tokens import ClassicTokens
 from stages.core import Exchange, Reply, require, require_tokens
+from stages.errors import NonceRejectedError
 from stages.http import ResponseBody, classify_failure, encode_form, read_prefix, send
 
 __all__ = ["PostForm", "encode_form", "post_headers"]  # encode_form: re-exported
@@ -17,6 +18,10 @@ __all__ = ["PostForm", "encode_form", "post_headers"]  # encode_form: re-exporte
 #: Fields whose values change with every message; the others repeat for hours.
 _PER_MESSAGE = frozenset({"message", "wpaicg_chat_history"})
 
+
+#: WordPress's page for a nonce it rejects (``wp_nonce_ays``), which the classic
+#: handler answers with HTTP 403 (PROTOCOL.md §3).
+NONCE_EXPIRED = b"The link you followed has expired."
 
 _ACCEPT = "text/event-stream, application/json;q=0.9, */*;q=0.8"
 
@@ -67,13 +72,12 @@ class PostForm:
                 preview = await read_prefix(body)
             finally:
                 await body.aclose()
+            if response.status == 403 and preview.lstrip().startswith(NONCE_EXPIRED):
+                raise NonceRejectedError(
+                    url, "the link you followed has expired (HTTP 403)", nonce=tokens.nonce
+                )
             raise classify_failure(
-                response.status,
-                response.headers,
-                preview,
-                url,
-                action=tokens.action,
-                nonce=tokens.nonce,
+                response.status, response.headers, preview, url, action=tokens.action
             )
         reply = Reply(url=url, status=200, headers=response.headers, body=body)
         return attrs.evolve(exchange, reply=reply)
