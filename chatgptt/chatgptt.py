@@ -42,8 +42,6 @@ from .stream import AnswerStream
 
 __all__ = ["ChatGptt", "SiteProbe", "standard_bootstrap"]
 
-_CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
-_BOT_ID = re.compile(r"[1-9][0-9]{0,19}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HISTORY_MODES = ("messages", "flatten")
@@ -51,9 +49,6 @@ _HISTORY_MODES = ("messages", "flatten")
 _SETTINGS_OPTIONS = frozenset(
     {"timeout", "timeouts", "limits", "retry", "history", "dialect", "session", "stream"}
 )
-#: Options kept for the stages, but checked here: the classic conversation id, the
-#: AIPKit bot to talk to.
-_CHECKED_OPTIONS = frozenset({"client_id", "bot_id"})
 #: Sent with the call's requests: checked here, then part of the call, never logged.
 _REQUEST_OPTIONS = frozenset({"headers", "cookies"})
 
@@ -141,7 +136,8 @@ class ChatGptt(Provider):
     dialects: ClassVar[Dialects] = standard_dialects()
     #: Tokens (and dialect) per site, shared by every provider class.
     token_cache: ClassVar[TokenCache] = TokenCache()
-    #: The server-side conversations this provider holds (AIPKit), shared likewise.
+    #: The server-side conversations this provider holds (for dialects whose server keeps
+    #: the history), shared likewise.
     conversations: ClassVar[ConversationStore] = ConversationStore()
     sessions: ClassVar[SessionRegistry] = SESSIONS
 
@@ -446,20 +442,7 @@ class ChatGptt(Provider):
         dialect = kwargs.get("dialect")
         if dialect is not None:
             changes["dialect"] = cls.dialects.check_choice(dialect)
-        client_id = kwargs.get("client_id")
-        if client_id is not None and (
-            not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id)
-        ):
-            raise ConfigurationError(
-                f"client_id must be 1 to 64 letters or digits, got {client_id!r}"
-            )
-        bot_id = kwargs.get("bot_id")
-        if bot_id is not None and (
-            isinstance(bot_id, bool)
-            or not isinstance(bot_id, str | int)
-            or not _BOT_ID.fullmatch(str(bot_id))
-        ):
-            raise ConfigurationError(f"bot_id must be a positive number, got {bot_id!r}")
+        cls.dialects.check_options(kwargs)
         session = kwargs.get("session")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError(

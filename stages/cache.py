@@ -59,8 +59,10 @@ class TokenCache:
         entry = self._entries.get(key)
         if entry is None:
             return
-        if nonce is None or entry[0][1].nonce == nonce:
-            del self._entries[key]
+        # Another thread (the sync entry points' loop) may have dropped or replaced it
+        # meanwhile: only this very entry goes, and a missing one is no error.
+        if (nonce is None or entry[0][1].nonce == nonce) and self._entries.get(key) is entry:
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
         """Forget every entry."""

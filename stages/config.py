@@ -19,7 +19,6 @@ from .errors import (
     HTTPStatusError,
     ProviderConnectionError,
     ProviderTimeoutError,
-    StaleRequestError,
     redact_url,
 )
 
@@ -158,14 +157,16 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether a failure may succeed when the request is sent again.
 
     Connection failures, timeouts before the answer started (not the call's own
-    ``total`` limit), a request the site no longer held (an expired one-use key),
-    and HTTP 408, 409, 429 and 5xx (Cloudflare's 520–527 included). Everything
-    the site said on purpose — a refusal, a rejected nonce,
-    a bot-protection page — is not.
+    ``total`` limit), an error that says it may succeed when sent again
+    (``retryable``: e.g. an expired one-use key), and HTTP 408, 409, 429 and 5xx
+    (Cloudflare's 520–527 included). Everything the site said on purpose — a
+    refusal, a rejected nonce, a bot-protection page — is not.
     """
     if isinstance(exc, ProviderTimeoutError):
         return exc.limit != "total"
-    if isinstance(exc, ProviderConnectionError | StaleRequestError):
+    if isinstance(exc, ProviderConnectionError):
+        return True
+    if getattr(exc, "retryable", False) is True:
         return True
     if isinstance(exc, HTTPStatusError):
         return exc.status in _RETRYABLE_STATUSES
@@ -247,9 +248,9 @@ class Settings:
     Attributes:
         site: where to talk to.
         timeouts, limits, retry: see their records.
-        history: ``messages`` sends prior turns in ``wpaicg_chat_history``;
-            ``flatten`` folds the whole conversation into the message (for sites
-            that ignore history), as the original provider did.
+        history: ``messages`` sends the conversation as each dialect carries it (the
+            classic history field; the AIPKit server's own conversation); ``flatten``
+            folds the whole conversation into the message, as the original provider did.
         token_ttl: seconds a fetched nonce is reused before the page is fetched again
             (WordPress nonces live 12 to 24 hours; a rejection refetches sooner).
         dialect: ``auto`` (the landing page decides) or the name of the dialect to

@@ -77,7 +77,7 @@ class Tokens:
         dialect: the name of the dialect whose chat the page carries.
         nonce: the shared WordPress nonce of the chat.
         post_id: the page's post id (``"0"`` when the page names none).
-        bot_id: the chat's bot id (``"0"``: the classic default chat).
+        bot_id: the chat's bot id.
         ajax_url: WordPress's AJAX endpoint the chat talks to.
         page_url: the page the tokens came from (sent as ``Referer``).
         site_url: the site's home URL.
@@ -88,7 +88,7 @@ class Tokens:
     dialect: str
     nonce: str
     post_id: str
-    bot_id: str = "0"
+    bot_id: str
     ajax_url: str
     page_url: str
     site_url: str
@@ -254,8 +254,8 @@ class Exchange:
             cache or the caller).
         tokens: nonce, post id, AJAX URL (token extraction).
         form: the fields to POST, in order (payload build).
-        query: the fields of a GET the dialect makes besides the POST (payload
-            build; the AIPKit stream), in order.
+        query: the fields of a GET the dialect sends besides its POST (payload
+            build; e.g. AIPKit's stream request), in order.
         reply: the HTTP reply with its body unread (transport).
         text: the answer's text chunks (stream decode).
         notes: free-form values custom stages pass along.

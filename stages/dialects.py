@@ -12,7 +12,8 @@ shared bootstrap, picks one. A third dialect is a third entry, not an edit of th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
@@ -39,6 +40,10 @@ def _unknown_action(exc: BaseException) -> bool:
     return isinstance(exc, UnknownActionError)
 
 
+def _no_options(_options: Mapping[str, Any]) -> None:
+    return None
+
+
 def _check_name(_inst: object, _attr: object, name: str) -> None:
     if not isinstance(name, str) or not name.isidentifier() or name == AUTO:
         raise ConfigurationError(
@@ -62,6 +67,10 @@ class Dialect:
         retired: whether a failure says the site no longer speaks this dialect (it
             upgraded or downgraded the plugin); the site's cached tokens are then
             dropped and the page decides again.
+        token_options: the call options that change which tokens its page yields (AIPKit:
+            ``bot_id``, on a page with several bots); they are part of the cache key.
+        check_options: checks the call options this dialect reads, raising a
+            ``ConfigurationError`` that names a bad one (before anything is sent).
         description: one line for people (``chatgptt probe``, errors).
     """
 
@@ -72,6 +81,8 @@ class Dialect:
     answer_stage: str = "decode"
     refresh_nonce: NonceRefresh | None = attrs.field(default=None, eq=False)
     retired: Callable[[BaseException], bool] = attrs.field(default=_unknown_action, eq=False)
+    token_options: tuple[str, ...] = ()
+    check_options: Callable[[Mapping[str, Any]], None] = attrs.field(default=_no_options, eq=False)
     description: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -161,6 +172,24 @@ class Dialects:
         """These dialects plus ``dialect``, tested last (or ``first``) against pages."""
         entries = (dialect, *self.entries) if first else (*self.entries, dialect)
         return Dialects(entries)
+
+    def cache_key(self, page_url: str, choice: str, options: Mapping[str, Any]) -> str:
+        """The token cache's key for a call: the page, the dialect the caller chose (if
+        any: an entry of the page's own choice stays apart), and the values of the
+        options any dialect declares as shaping its tokens."""
+        parts = [page_url]
+        if choice != AUTO:
+            parts.append(f"dialect={choice}")
+        for name in sorted({name for entry in self.entries for name in entry.token_options}):
+            value = options.get(name)
+            if value is not None:
+                parts.append(f"{name}={value}")
+        return "\n".join(parts)
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Every dialect checks the call options it reads (errors name the option)."""
+        for entry in self.entries:
+            entry.check_options(options)
 
     def detect(self, page: Page) -> Dialect:
         """The first dialect whose chat the page carries.

@@ -90,6 +90,9 @@ class ChatGpttError(Exception):
     """
 
     partial_text: str = ""
+    #: Whether sending the same request again may succeed, whatever the error's family
+    #: (the retry policy's default asks; see ``stages.config.is_retryable``).
+    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -393,6 +396,8 @@ class StaleRequestError(SiteError):
     """The site no longer held what the request referred to (an AIPKit one-use cache key
     expired or already spent): sending the request again makes a new one, so it is
     retried."""
+
+    retryable = True
 
 
 class UpstreamError(SiteError):

@@ -109,7 +109,7 @@ async def send(
     url: str,
     *,
     headers: Mapping[str, str],
-    params: Sequence[tuple[str, str]] | None = None,
+    params: Sequence[tuple[str, str]] | str | None = None,
     data: bytes | None = None,
     allow_redirects: bool = True,
 ) -> aiohttp.ClientResponse:

@@ -245,6 +245,11 @@ def retrying(stage: Stage) -> Stage:
     return Retrying(stage)
 
 
+def _cache_key(call: Call, dialects: Dialects) -> str:
+    settings = call.settings
+    return dialects.cache_key(settings.site.page_url, settings.dialect, call.options)
+
+
 def _route(call: Call) -> tuple[Any, ...]:
     """What a shared page fetch or nonce refresh goes through: only calls that would
     make the same request share one (never another call's proxy or cookies)."""
@@ -295,7 +300,7 @@ class RefreshingTokens(Wrapped):
         cache = call.token_cache
         if call.settings.dialect != AUTO or cache is None:
             return False  # a dialect the caller chose is not second-guessed
-        key = call.settings.site.page_url
+        key = _cache_key(call, self.dialects)
         entry = cache.peek(key)
         dialect = self.dialects.get(entry[1].dialect) if entry is not None else None
         if dialect is None or not dialect.retired(exc):
@@ -309,7 +314,7 @@ class RefreshingTokens(Wrapped):
             log.info("nonce.rejected", url=rejection.url, detail=rejection.detail)
         if cache is None or rejection.nonce is None:
             return  # nothing cached: the next run fetches the page anyway
-        key = call.settings.site.page_url
+        key = _cache_key(call, self.dialects)
         entry = cache.peek(key)
         dialect = self.dialects.get(entry[1].dialect) if entry is not None else None
         refresh = dialect.refresh_nonce if dialect is not None else None
@@ -340,9 +345,12 @@ class TokenCached(Wrapped):
     the wrapped stage (bootstrap, the dialect's choice and its token stages) only to
     fill it — once for all concurrent calls.
 
-    An entry of another dialect than the one the caller chose is not used: the page
-    is fetched again (and the new entry replaces it).
+    The key is the page, the dialect the caller chose (an entry of the page's own
+    choice stays apart) and the options that shape a dialect's tokens (the AIPKit bot):
+    :meth:`Dialects.cache_key`.
     """
+
+    dialects: Dialects = attrs.field(repr=False)
 
     async def __call__(self, exchange: Exchange, /) -> Exchange:
         call = exchange.call
@@ -350,7 +358,7 @@ class TokenCached(Wrapped):
         if cache is None:
             return await self.inner(exchange)
         settings = call.settings
-        key = settings.site.page_url
+        key = _cache_key(call, self.dialects)
         cached = cache.get(key, settings.token_ttl)
         if cached is None or not _fits(cached[1], settings.dialect):
 
@@ -363,8 +371,6 @@ class TokenCached(Wrapped):
                     )
                 return filled.page, filled.tokens
 
-            if cached is not None:
-                cache.invalidate(key, nonce=cached[1].nonce)
             scope = asyncio.timeout_at(call.deadline)  # another call's fetch may outlast ours
             try:
                 async with scope:
@@ -384,9 +390,10 @@ def _fits(tokens: Tokens, choice: str) -> bool:
     return choice in (AUTO, tokens.dialect)
 
 
-def token_cached(stage: Stage) -> Stage:
-    """Cache the page and tokens ``stage`` produces, per site."""
-    return TokenCached(stage)
+def token_cached(stage: Stage, dialects: Dialects) -> Stage:
+    """Cache the page and tokens ``stage`` produces, per site (and per the options the
+    ``dialects`` say shape their tokens)."""
+    return TokenCached(stage, dialects)
 
 
 @attrs.frozen
@@ -523,7 +530,7 @@ def assemble(
         )
         for dialect in dialects
     }
-    attempt = Pipeline([token_cached(site), ByDialect("chat", tails)], name=name)
+    attempt = Pipeline([token_cached(site, dialects), ByDialect("chat", tails)], name=name)
     return wrap(refreshing_tokens(retrying(attempt), dialects))
 
 

@@ -157,7 +157,11 @@ class ServerState:
         """Whether ``Authorization: header`` carries the key (constant-time comparison)."""
         if self._key is None:
             return True
-        return header is not None and hmac.compare_digest(header.encode(), self._key)
+        # aiohttp decodes header bytes it cannot read as UTF-8 to surrogates: keep them
+        # as the bytes they were (they then simply do not match).
+        return header is not None and hmac.compare_digest(
+            header.encode("utf-8", "surrogateescape"), self._key
+        )
 
     def hurry(self) -> None:
         """End the grace period now (a second Ctrl-C)."""

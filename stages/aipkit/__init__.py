@@ -6,8 +6,13 @@ events; the server keeps each conversation's history (PROTOCOL-AIPKIT.md).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 from stages.core import Pipeline
 from stages.dialects import Dialect
+from stages.errors import ConfigurationError
 
 from .decode import AipkitInterpreter, DecodeAipkitStream, event_error
 from .payload import BuildAipkitPayload, plan_turn
@@ -38,11 +43,28 @@ def aipkit_pipeline() -> Pipeline:
     )
 
 
-#: The AIPKit dialect: a rejected nonce is replaced through the nonce endpoint.
+_BOT_ID = re.compile(r"[1-9][0-9]{0,19}")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """``bot_id``, the bot to talk to on a page that shows several: a positive number."""
+    bot_id = options.get("bot_id")
+    if bot_id is not None and (
+        isinstance(bot_id, bool)
+        or not isinstance(bot_id, str | int)
+        or not _BOT_ID.fullmatch(str(bot_id))
+    ):
+        raise ConfigurationError(f"bot_id must be a positive number, got {bot_id!r}")
+
+
+#: The AIPKit dialect: a rejected nonce is replaced through the nonce endpoint; the
+#: ``bot_id`` option picks the chat (and so the tokens) on a page with several.
 AIPKIT = Dialect(
     name="aipkit",
     pipeline=aipkit_pipeline(),
     recognises=recognises_page,
     refresh_nonce=fetch_nonce,
+    token_options=("bot_id",),
+    check_options=check_options,
     description="aipkit_* chat of plugin releases 2.3 and later",
 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -46,8 +46,9 @@ from stages.errors import (
     UpstreamError,
     excerpt,
 )
-from stages.http import read_prefix
-from stages.protection import challenge_marker
+from stages.http import read_prefix, readable_excerpt
+from stages.protection import detect_protection
+from stages.replies import eventless
 from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = ["AipkitInterpreter", "DecodeAipkitStream", "event_error"]
@@ -273,20 +274,22 @@ def _trace(notices: list[tuple[str, str]]) -> None:
     notices.clear()
 
 
-def _not_a_stream(prefix: bytes, url: str, media: str) -> ChatGpttError:
-    marker = challenge_marker(prefix)
-    if marker is not None:
-        return BotProtectionError(url, 200, marker)
+def _not_a_stream(prefix: bytes, url: str, media: str, headers: Mapping[str, str]) -> ChatGpttError:
+    """The error for a step-2 reply that is not an event stream at all (wrong type)."""
+    protection = detect_protection(prefix, headers)
+    if protection is not None:
+        return BotProtectionError(url, 200, protection.marker, firewall=protection.firewall)
     if not prefix.strip():
         return MalformedResponseError(f"an empty reply ({media})", url=url)
     return MalformedResponseError(
-        f"expected an event stream, got {media}", url=url, preview=excerpt(prefix)
+        f"expected an event stream, got {media}", url=url, preview=readable_excerpt(prefix)
     )
 
 
 async def _event_texts(
     body: Body,
     url: str,
+    headers: Mapping[str, str],
     max_event_bytes: int,
     interpreter: AipkitInterpreter,
     digest: AnswerDigest,
@@ -320,7 +323,7 @@ async def _event_texts(
         if interpreter.events == 0:
             start = prefix.lstrip().removeprefix(b"\xef\xbb\xbf")
             if not start.startswith(_SSE_START):
-                raise _not_a_stream(prefix, url, "text/event-stream")
+                raise eventless(prefix, url, cut=decoder.inside_line, headers=headers)
         text = interpreter.flush(decoder)
         _trace(interpreter.notices)
         if text:
@@ -359,12 +362,18 @@ class DecodeAipkitStream:
                 prefix = await read_prefix(body)
             finally:
                 await body.aclose()
-            raise _not_a_stream(prefix, reply.url, media or "no Content-Type")
+            raise _not_a_stream(prefix, reply.url, media or "no Content-Type", reply.headers)
         interpreter = AipkitInterpreter(reply.url, nonce=tokens.nonce)
         digest = AnswerDigest()
         on_done = _remember(exchange, tokens, digest)
         texts = _event_texts(
-            body, reply.url, call.settings.limits.max_event_bytes, interpreter, digest, on_done
+            body,
+            reply.url,
+            reply.headers,
+            call.settings.limits.max_event_bytes,
+            interpreter,
+            digest,
+            on_done,
         )
         stream = TextStream(texts, on_close=body.aclose)
         try:

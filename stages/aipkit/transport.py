@@ -229,11 +229,11 @@ class CacheAndStream:
             ("_ajax_nonce", tokens.nonce),
         )
         settings = call.settings
-        separator = "&" if "?" in url else "?"
         response = await send(
             call,
             "GET",
-            url + separator + encode_form(params, changing=_STEP2_CHANGING).decode("ascii"),
+            url,  # the query stays out of the URL that errors and logs show: it holds ids
+            params=encode_form(params, changing=_STEP2_CHANGING).decode("ascii"),
             headers=_stream_headers(settings.site.headers, tokens.page_url),
             allow_redirects=False,
         )

@@ -41,8 +41,9 @@ from stages.errors import (
     UpstreamError,
     excerpt,
 )
-from stages.http import ERROR_PREVIEW_BYTES, length_declared, read_prefix, readable_excerpt
+from stages.http import ERROR_PREVIEW_BYTES, length_declared, read_prefix
 from stages.protection import detect_protection
+from stages.replies import eventless
 from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = [
@@ -355,34 +356,6 @@ class _Head:
         return b"".join(self.parts)
 
 
-_FIELDS = (b"data:", b"event:", b"id:", b"retry:")
-
-
-def _eventless(head: bytes, url: str, *, cut: bool) -> ChatGpttError:
-    """The error for a 200 event stream that ended without a single event.
-
-    ``cut``: the body ended inside a line or event. When what came is the start of a
-    frame (``data: {…``, or even ``da``), the stream was cut in its first frame.
-    """
-    protection = detect_protection(head)
-    if protection is not None:
-        return BotProtectionError(url, 200, protection.marker, firewall=protection.firewall)
-    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    if cut and start and any(start.startswith(f) or f.startswith(start) for f in _FIELDS):
-        return IncompleteReplyError(
-            f"the stream ended inside its first frame: {excerpt(start)}", url=url
-        )
-    if not head.strip():
-        return MalformedResponseError(
-            "the event stream was empty: the site sent no event at all (the plugin does so "
-            "when its PHP lacks the curl extension)",
-            url=url,
-        )
-    return MalformedResponseError(
-        "an event stream without a single event", url=url, preview=readable_excerpt(head)
-    )
-
-
 def _cut_frame(exc: MalformedResponseError, url: str) -> ChatGpttError:
     """A frame that does not parse where the body ends without its blank line was cut off."""
     if exc.what == "a stream frame is not valid JSON":
@@ -458,7 +431,7 @@ async def _sse_texts(body: Body, url: str, max_event_bytes: int) -> AsyncIterato
                 raise _cut_frame(exc, url) from exc
         interpreter.feed(decoder.close())
         if head is not None and not interpreter.seen:
-            raise _eventless(head.bytes(), url, cut=cut)
+            raise eventless(head.bytes(), url, cut=cut)
         interpreter.end()
     finally:
         await body.aclose()

@@ -52,6 +52,7 @@ class ClassicTokens(Tokens):
     """
 
     dialect: str = "classic"
+    bot_id: str = "0"  # the plugin's default chat
     chat_type: Literal["shortcode", "widget"] = "shortcode"
     source: Literal["container", "wpaicgParams"] = "container"
 

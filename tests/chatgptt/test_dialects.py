@@ -357,3 +357,43 @@ async def test_400_0_on_every_request_is_final(emulator_factory, dialect: str) -
     _text, error = await collect(provider(emulator, FakeSleep()))
     assert isinstance(error, UnknownActionError)
     assert emulator.stats.page_fetches == 2, "read once more, in case the plugin changed"
+
+
+async def test_the_bot_asked_for_is_honoured_whatever_the_cache_holds(emulator_factory) -> None:
+    """The cache keeps each bot's tokens apart: a warm cache never answers for another bot."""
+    emulator = site(emulator_factory, "aipkit")  # its page shows bot 5
+    cls = provider(emulator)
+    assert await collect(cls) == (ANSWER, None)
+    _text, error = await collect(cls, bot_id=7)
+    assert isinstance(error, TokensNotFoundError)
+    assert "bots: 5" in str(error)
+    assert await collect(cls, bot_id=5) == (ANSWER, None)
+    assert emulator.stats.stream_gets == 2, "bot 7 was never talked to"
+
+
+async def test_a_forced_dialect_keeps_its_own_cache_entry(emulator_factory) -> None:
+    """Calls that force the dialect and calls that let the page decide do not evict each
+    other's tokens."""
+    emulator = site(emulator_factory, "aipkit")
+    cls = provider(emulator)
+    for _ in range(3):
+        assert await collect(cls) == (ANSWER, None)
+        assert await collect(cls, dialect="aipkit") == (ANSWER, None)
+    assert emulator.stats.page_fetches == 2
+
+
+async def test_errors_never_show_the_conversations_ids(emulator_factory) -> None:
+    """A failed stream request names the AJAX URL, not its query (the nonce, the guest's
+    session and conversation ids)."""
+    from chatgptt import Timeouts
+
+    emulator = site(
+        emulator_factory, "aipkit", faults=[Fault(kind="stall", seconds=30.0, target="stream")]
+    )
+    _text, error = await collect(
+        provider(emulator), timeouts=Timeouts(first_byte=0.2), retry=RetryPolicy(attempts=1)
+    )
+    assert error is not None
+    assert "session_id" not in str(error)
+    assert "conversation_uuid" not in str(error)
+    assert emulator.url + "/wp-admin/admin-ajax.php" in str(error)

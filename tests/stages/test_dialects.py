@@ -68,3 +68,29 @@ def test_the_registry_replaces_adds_and_checks_names() -> None:
         Dialects([CLASSIC, CLASSIC])
     with pytest.raises(ConfigurationError, match="identifier other than 'auto'"):
         Dialect(name="auto", pipeline=CLASSIC.pipeline, recognises=lambda page: True)
+
+
+def test_the_cache_key_names_the_choice_and_the_token_options() -> None:
+    dialects = standard_dialects()
+    page = "https://x.test/"
+    assert dialects.cache_key(page, "auto", {}) == page
+    assert dialects.cache_key(page, "auto", {"temperature": 1}) == page
+    assert dialects.cache_key(page, "aipkit", {}) == page + "\ndialect=aipkit"
+    assert dialects.cache_key(page, "auto", {"bot_id": 7}) == page + "\nbot_id=7"
+    assert dialects.cache_key(page, "auto", {"bot_id": 7}) != dialects.cache_key(
+        page, "auto", {"bot_id": 8}
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"client_id": "not valid!"}, "client_id must be 1 to 64 letters or digits"),
+        ({"bot_id": 0}, "bot_id must be a positive number"),
+        ({"bot_id": True}, "bot_id must be a positive number"),
+    ],
+)
+def test_each_dialect_checks_the_options_it_reads(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        standard_dialects().check_options(options)
+    standard_dialects().check_options({"client_id": "Ab3dE5gH9k", "bot_id": "27623"})

@@ -362,7 +362,7 @@ async def test_token_cached_fills_once_then_serves_from_cache(exchange_for) -> N
             tokens=TOKENS,
         )
 
-    stage = token_cached(FunctionStage("tokens", fetch))
+    stage = token_cached(FunctionStage("tokens", fetch), CLASSIC_LIKE)
     exchange = exchange_for(cache=TokenCache())
     results = await asyncio.gather(*(stage(exchange) for _ in range(50)))
     assert fills == 1
@@ -372,7 +372,7 @@ async def test_token_cached_fills_once_then_serves_from_cache(exchange_for) -> N
 
 
 async def test_token_cached_without_a_cache_just_runs(exchange_for) -> None:
-    stage = TokenCached(Flaky())
+    stage = TokenCached(Flaky(), CLASSIC_LIKE)
     assert (await stage(exchange_for())).notes == {"calls": 1}
 
 

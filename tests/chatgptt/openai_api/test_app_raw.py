@@ -187,3 +187,28 @@ async def test_expect_100_continue_and_an_unknown_expectation(start_api, emulato
         api.host, api.port, post_request(PATH, body, extra="Expect: something-else\r\n")
     )
     assert "Unknown Expect" in error_of(refused, 417)["message"]
+
+
+async def test_an_authorization_header_that_is_not_utf_8_is_a_401(start_api, emulator) -> None:
+    """Bytes that are not UTF-8 in the key's header: a 401 like any wrong key, not a 500."""
+    api = await start_api(provider_for(emulator), ServeOptions(api_key="k1"))
+    body = json.dumps({"model": "gpt-4o", "messages": HELLO}).encode()
+    request = post_request(PATH, body).replace(
+        b"\r\n\r\n", b"\r\nAuthorization: Bearer \xff\xfe\r\n\r\n", 1
+    )
+    reply = await raw_exchange(api.host, api.port, request)
+    error = error_of(reply, 401)
+    assert "k1" not in json.dumps(error)
+    await still_serving_with_key(api)
+
+
+async def still_serving_with_key(api: Any) -> None:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            api.base + "/chat/completions",
+            json={"model": "gpt-4o", "messages": HELLO},
+            headers={"Authorization": "Bearer k1"},
+        ) as reply,
+    ):
+        assert reply.status == 200

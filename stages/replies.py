@@ -1,0 +1,54 @@
+"""What the decoders of every dialect say about a reply that never was an event stream.
+
+A 200 ``text/event-stream`` reply with no event at all is an error, never an empty
+answer: a firewall's page, PHP's fatal-error page, nothing (the plugin on a PHP without
+its curl extension), or a stream cut inside its first frame (retried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from stages.errors import (
+    BotProtectionError,
+    ChatGpttError,
+    IncompleteReplyError,
+    MalformedResponseError,
+    excerpt,
+)
+from stages.http import readable_excerpt
+from stages.protection import detect_protection
+
+__all__ = ["eventless"]
+
+_FIELDS = (b"data:", b"event:", b"id:", b"retry:")
+
+
+def eventless(
+    head: bytes, url: str, *, cut: bool, headers: Mapping[str, str] | None = None
+) -> ChatGpttError:
+    """The error for a 200 event stream that ended without a single event.
+
+    ``head`` is what came (its first bytes), ``headers`` the reply's. ``cut``: the body
+    ended inside a line or event. When what came is the start of a frame (``data: {…``,
+    or even ``da``), the stream was cut in its first frame; a firewall's page is bot
+    protection; nothing at all is the plugin's stream on a PHP without curl; anything
+    else is quoted as it reads.
+    """
+    protection = detect_protection(head, headers or {})
+    if protection is not None:
+        return BotProtectionError(url, 200, protection.marker, firewall=protection.firewall)
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if cut and start and any(start.startswith(f) or f.startswith(start) for f in _FIELDS):
+        return IncompleteReplyError(
+            f"the stream ended inside its first frame: {excerpt(start)}", url=url
+        )
+    if not head.strip():
+        return MalformedResponseError(
+            "the event stream was empty: the site sent no event at all (the plugin does so "
+            "when its PHP lacks the curl extension)",
+            url=url,
+        )
+    return MalformedResponseError(
+        "an event stream without a single event", url=url, preview=readable_excerpt(head)
+    )
