@@ -143,9 +143,11 @@ class ServerState:
         """The dialect the site was last found to speak (from the token cache), if known."""
         cache = getattr(self.provider, "token_cache", None)
         settings = getattr(self.provider, "settings", None)
-        if cache is None or settings is None:
+        dialects = getattr(self.provider, "dialects", None)
+        if cache is None or settings is None or dialects is None:
             return None
-        entry = cache.peek(settings().site.page_url)
+        choice = settings()
+        entry = cache.peek(dialects.cache_key(choice.site.page_url, choice.dialect, {}))
         return None if entry is None else str(entry[1].dialect)
 
     @property
