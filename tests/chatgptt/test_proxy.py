@@ -94,6 +94,30 @@ async def test_the_page_and_the_post_go_through_the_proxy_with_credentials(
     assert (emulator.stats.page_fetches, emulator.stats.ajax_requests) == (1, 1)
 
 
+async def test_both_aipkit_steps_and_its_nonce_refresh_go_through_the_proxy(
+    emulator_factory, proxy
+) -> None:
+    emulator = emulator_factory(dialect="aipkit")
+    provider = provider_for(emulator)
+    chunks = await collect(provider, proxy=proxy.url(USER, PASSWORD_IN_URL))
+    assert "".join(chunks) == ANSWER
+    emulator.rotate_nonce()
+    chunks = await collect(provider, proxy=proxy.url(USER, PASSWORD_IN_URL))
+    assert "".join(chunks) == ANSWER
+    ajax = emulator.url + "/wp-admin/admin-ajax.php"
+    steps = [(r.method, r.target.split("?")[0]) for r in proxy.requests]
+    assert steps == [
+        ("GET", emulator.url + "/"),
+        ("POST", ajax),  # step 1
+        ("GET", ajax),  # step 2
+        ("POST", ajax),  # step 1, the nonce rejected
+        ("POST", ajax),  # the nonce endpoint: no page fetch
+        ("POST", ajax),  # step 1 again
+        ("GET", ajax),  # step 2
+    ]
+    assert {r.proxy_authorization for r in proxy.requests} == {basic_credentials(USER, PASSWORD)}
+
+
 async def test_retries_and_nonce_refetches_go_through_the_proxy(
     emulator, proxy, fake_sleep
 ) -> None:

@@ -75,6 +75,18 @@ def _reset_structlog() -> Iterator[None]:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+#: The sites the suites below run against: the classic dialect streaming or answering in
+#: JSON, and the AIPKit dialect (whose call is two AJAX requests).
+SITES = ("sse", "json", "aipkit")
+REQUESTS = {"sse": 1, "json": 1, "aipkit": 2}
+
+
+def site_for(emulator_factory: Any, mode: str, **config: Any) -> Any:
+    """An emulator of ``mode``: a classic site in that mode, or the AIPKit site."""
+    if mode == "aipkit":
+        return emulator_factory(dialect="aipkit", **config)
+    return emulator_factory(mode=mode, **config)
+
 
 async def collect(
     provider: type[ChatGptt], messages: Any = HELLO, **options: Any
@@ -800,9 +812,9 @@ def test_aiohttps_connect_timeout_maps_to_the_connect_limit() -> None:
     assert "pw" not in str(error)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", SITES)
 async def test_the_per_call_timeout_bounds_the_whole_call(emulator_factory, mode) -> None:
-    emulator = emulator_factory(mode=mode, faults=[Fault(kind="stall", seconds=LONG)])
+    emulator = site_for(emulator_factory, mode, faults=[Fault(kind="stall", seconds=LONG)])
     started = time.monotonic()
     chunks, error = await collect(provider_for(emulator), timeout=0.25)
     elapsed = time.monotonic() - started
@@ -1003,14 +1015,14 @@ async def _many(provider: type[ChatGptt], count: int) -> None:
         assert "".join(chunks) == f"Hello from upstream: Hello {index}"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", SITES)
 async def test_200_concurrent_calls_on_a_cold_cache_fetch_the_page_once(
     emulator_factory, mode
 ) -> None:
-    emulator = emulator_factory(mode=mode)
+    emulator = site_for(emulator_factory, mode)
     await _many(provider_for(emulator), 200)
     assert emulator.stats.page_fetches == 1
-    assert emulator.stats.ajax_requests == 200
+    assert emulator.stats.ajax_requests == 200 * REQUESTS[mode]
 
 
 class FakeClock:
@@ -1021,7 +1033,11 @@ class FakeClock:
         return self.now
 
 
-async def test_concurrent_calls_on_a_stale_cache_fetch_the_page_once(emulator) -> None:
+@pytest.mark.parametrize("mode", ["sse", "aipkit"])
+async def test_concurrent_calls_on_a_stale_cache_fetch_the_page_once(
+    emulator_factory, mode
+) -> None:
+    emulator = site_for(emulator_factory, mode)
     clock = FakeClock()
     provider = provider_for(emulator, token_cache=TokenCache(clock=clock), token_ttl=60.0)
     await _many(provider, 1)
@@ -1039,8 +1055,12 @@ async def test_concurrent_calls_with_a_rejected_nonce_refetch_the_page_once(emul
     assert emulator.stats.ajax_requests == 1 + 50 * 2
 
 
-async def test_a_failed_shared_page_fetch_is_retried_by_every_waiter(emulator, fake_sleep) -> None:
+@pytest.mark.parametrize("mode", ["sse", "aipkit"])
+async def test_a_failed_shared_page_fetch_is_retried_by_every_waiter(
+    emulator_factory, fake_sleep, mode
+) -> None:
+    emulator = site_for(emulator_factory, mode)
     emulator.faults.add(_status(503, target="page"))
     await _many(provider_for(emulator, retry_policy=policy(fake_sleep)), 50)
     assert emulator.stats.page_fetches == 2
-    assert emulator.stats.ajax_requests == 50
+    assert emulator.stats.ajax_requests == 50 * REQUESTS[mode]

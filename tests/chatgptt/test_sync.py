@@ -62,10 +62,11 @@ def wait_until(done: Any, seconds: float = 10.0) -> bool:
 
 
 @needs_proc
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
 def test_collected_on_the_loop_thread_it_is_silent_and_released(
-    emulator_factory, unraisable
+    emulator_factory, unraisable, dialect: str
 ) -> None:
-    emulator = emulator_factory(faults=[STALL])
+    emulator = emulator_factory(faults=[STALL], dialect=dialect)
     provider = provider_for(emulator, retry_policy=RetryPolicy(attempts=1))
     first = abandon_in_a_cycle(provider)
     assert ANSWER.startswith(first)
@@ -83,10 +84,11 @@ def test_collected_on_the_loop_thread_it_is_silent_and_released(
 
 
 @needs_proc
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
 def test_collected_on_another_thread_it_is_silent_and_released(
-    emulator_factory, unraisable
+    emulator_factory, unraisable, dialect: str
 ) -> None:
-    emulator = emulator_factory(faults=[STALL])
+    emulator = emulator_factory(faults=[STALL], dialect=dialect)
     provider = provider_for(emulator, retry_policy=RetryPolicy(attempts=1))
     abandon_in_a_cycle(provider)
     assert connections_to(emulator.port) == 1
