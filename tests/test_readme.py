@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def test_the_openai_sdk_against_chatgptt_serve(capsys) -> None:
     assert "chatgptt serve --emulator --port 8000" in README.read_text(encoding="utf-8")
     with ServeProcess("--emulator") as server:
         exec(code.replace("http://127.0.0.1:8000/v1", server.base), {})
+        gc.collect()  # a client the snippet left open would warn here, not in a later test
     first, second = capsys.readouterr().out.splitlines()
     answer = "Hello from upstream: Hello"
     assert first.startswith(answer + " ")
@@ -100,6 +102,7 @@ def test_the_openai_sdk_with_an_api_key(capsys) -> None:
     assert "CHATGPTT_API_KEY=sk-my-secret chatgptt serve --emulator --port 8000" in readme
     with ServeProcess("--emulator", env={"CHATGPTT_API_KEY": "sk-my-secret"}) as server:
         exec(code.replace("http://127.0.0.1:8000/v1", server.base), {})
+        gc.collect()
     assert capsys.readouterr().out == (
         "['gpt-4', 'gpt-4o', 'gpt-4o-mini']\nrefused: invalid_api_key\n"
     )
