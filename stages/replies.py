@@ -19,9 +19,36 @@ from stages.errors import (
 from stages.http import readable_excerpt
 from stages.protection import detect_protection
 
-__all__ = ["eventless"]
+__all__ = ["TextFirst", "eventless"]
 
 _FIELDS = (b"data:", b"event:", b"id:", b"retry:")
+
+
+class TextFirst:
+    """What every dialect's event interpreter shares: an error that follows text.
+
+    When an error event comes after text in the same batch, the text is returned first
+    and the error held for :meth:`check`, so the caller gets everything the site sent, in
+    order. A subclass calls :meth:`_hold` from its ``feed``.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: ChatGpttError | None = None
+
+    def _hold(self, error: ChatGpttError, parts: list[str]) -> str:
+        """The text that came before ``error``, holding it; raises it when none came."""
+        if not parts:
+            raise error
+        self._pending = error
+        return "".join(parts)
+
+    def check(self) -> None:
+        """Raise the error that followed the text last returned, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            raise pending
 
 
 def eventless(

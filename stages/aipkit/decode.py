@@ -48,7 +48,7 @@ from stages.errors import (
 )
 from stages.http import read_prefix, readable_excerpt
 from stages.protection import detect_protection
-from stages.replies import eventless
+from stages.replies import TextFirst, eventless
 from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = ["AipkitInterpreter", "DecodeAipkitStream", "event_error"]
@@ -123,23 +123,23 @@ def event_error(
     return SiteError("the site reported an error: " + message, site_message=message)
 
 
-class AipkitInterpreter:
+class AipkitInterpreter(TextFirst):
     """Turns AIPKit events into answer text, or raises what they mean (pure).
 
     ``notices`` collects the events that carry no text (``warning``, ``status``…) as
     ``(event, data)`` pairs for the caller to trace; it never grows past a few.
     """
 
-    __slots__ = ("_pending", "done", "events", "nonce", "notices", "started", "url")
+    __slots__ = ("done", "events", "nonce", "notices", "started", "url")
 
     def __init__(self, url: str, *, nonce: str | None = None) -> None:
+        super().__init__()
         self.url = url
         self.nonce = nonce
         self.started = False
         self.done = False
         self.events = 0
         self.notices: list[tuple[str, str]] = []
-        self._pending: ChatGpttError | None = None
 
     def feed(self, events: Iterable[ServerSentEvent]) -> str:
         """The answer text these events carry, joined.
@@ -170,16 +170,8 @@ class AipkitInterpreter:
                     if len(self.notices) < 64:
                         self.notices.append((kind, event.data))
         except ChatGpttError as exc:
-            if not parts:
-                raise
-            self._pending = exc
+            return self._hold(exc, parts)
         return "".join(parts)
-
-    def check(self) -> None:
-        """Raise the error that followed the text last returned, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            raise pending
 
     def flush(self, decoder: SSEDecoder) -> str:
         """The stream closed: the text of an event it ended inside, if that event is whole.

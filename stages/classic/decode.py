@@ -43,7 +43,7 @@ from stages.errors import (
 )
 from stages.http import ERROR_PREVIEW_BYTES, length_declared, read_prefix
 from stages.protection import detect_protection
-from stages.replies import eventless
+from stages.replies import TextFirst, eventless
 from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = [
@@ -175,7 +175,7 @@ def _loads_or_fail(text: str, body: bytes, url: str) -> Any:
         ) from None
 
 
-class StreamInterpreter:
+class StreamInterpreter(TextFirst):
     """Turns the plugin's SSE events into answer text, or raises what they mean.
 
     - OpenAI chunks: the text of ``choices[0].delta.content`` or ``choices[0].text``.
@@ -192,9 +192,10 @@ class StreamInterpreter:
       :class:`MalformedResponseError` naming the frame: text is never dropped silently.
     """
 
-    __slots__ = ("_error_words", "_mode", "_pending", "done", "finished", "seen", "url")
+    __slots__ = ("_error_words", "_mode", "done", "finished", "seen", "url")
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
         #: ``[DONE]`` came: the site said the answer is complete.
         self.done = False
@@ -204,7 +205,6 @@ class StreamInterpreter:
         self.seen = False
         self._mode: str | None = None
         self._error_words: list[str] = []
-        self._pending: ChatGpttError | None = None
 
     def feed(self, events: Iterable[ServerSentEvent]) -> str:
         """The answer text these events carry, joined.
@@ -232,16 +232,8 @@ class StreamInterpreter:
                 if text:
                     parts.append(text)
         except ChatGpttError as exc:
-            if not parts:
-                raise
-            self._pending = exc
+            return self._hold(exc, parts)
         return "".join(parts)
-
-    def check(self) -> None:
-        """Raise the error that followed the text last returned, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            raise pending
 
     def end(self) -> None:
         """The stream ended; raises if what came so far was an error, or not a whole answer.

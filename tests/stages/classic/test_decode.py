@@ -36,7 +36,7 @@ from stages.errors import (
     UpstreamError,
 )
 from stages.sse import SSEDecoder
-from tests.conftest import VECTORS
+from tests.conftest import VECTORS, MemoryBody
 
 CLASSIC = VECTORS / "classic"
 URL = "http://127.0.0.1:8080/wp-admin/admin-ajax.php"
@@ -296,36 +296,9 @@ def test_json_with_invalid_utf8_is_recovered() -> None:
     assert decode_json_reply(b'{"status":"success","data":"ok \xff"}', URL) == "ok \ufffd"
 
 
-class FakeBody:
-    """A reply body made of given chunks, optionally failing after them."""
-
-    def __init__(self, chunks: Iterable[bytes], error: BaseException | None = None) -> None:
-        self.chunks = list(chunks)
-        self.error = error
-        self.closed = False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while self.chunks:
-            yield self.chunks.pop(0)
-        if self.error is not None:
-            raise self.error
-
-    async def read(self, limit: int) -> bytes:
-        data = b"".join([chunk async for chunk in self])
-        if len(data) > limit:
-            raise ResponseTooLargeError("the reply", limit)
-        return data
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
 def with_reply(
     exchange: Exchange,
-    body: FakeBody,
+    body: MemoryBody,
     content_type: str | None,
     *,
     length: bool = False,
@@ -351,7 +324,7 @@ async def collect(exchange: Exchange) -> str:
     "content_type", ["text/event-stream;charset=UTF-8", "TEXT/EVENT-STREAM", None, "text/html"]
 )
 async def test_stage_streams_sse_by_content_type_or_sniffing(exchange_for, content_type) -> None:
-    body = FakeBody([body_of("stream_ok_urlencoded")])
+    body = MemoryBody([body_of("stream_ok_urlencoded")])
     result = await DecodeReply()(with_reply(exchange_for(), body, content_type))
     assert await collect(result) == "Hello from upstream: Hello"
     assert body.closed
@@ -361,21 +334,21 @@ async def test_stage_streams_sse_by_content_type_or_sniffing(exchange_for, conte
     "content_type", ["application/json; charset=UTF-8", "text/html; charset=UTF-8", None]
 )
 async def test_stage_reads_json_by_content_type_or_sniffing(exchange_for, content_type) -> None:
-    body = FakeBody([b'{"status":"success",', b'"data":"Hi"}'])
+    body = MemoryBody([b'{"status":"success",', b'"data":"Hi"}'])
     result = await DecodeReply()(with_reply(exchange_for(), body, content_type))
     assert await collect(result) == "Hi"
     assert body.closed
 
 
 async def test_stage_reports_challenge_pages_served_with_200(exchange_for) -> None:
-    body = FakeBody([b"<html><head><title>Just a moment...</title></head></html>"])
+    body = MemoryBody([b"<html><head><title>Just a moment...</title></head></html>"])
     with pytest.raises(BotProtectionError, match="bot protection"):
         await DecodeReply()(with_reply(exchange_for(), body, "text/html"))
     assert body.closed
 
 
 async def test_stage_reports_other_html_with_an_excerpt(exchange_for) -> None:
-    body = FakeBody([b"<html><body>Maintenance until noon</body></html>"])
+    body = MemoryBody([b"<html><body>Maintenance until noon</body></html>"])
     with pytest.raises(
         MalformedResponseError, match="expected JSON or an event stream, got text/html"
     ):
@@ -385,14 +358,14 @@ async def test_stage_reports_other_html_with_an_excerpt(exchange_for) -> None:
 async def test_a_drop_before_any_text_fails_inside_the_stage(exchange_for) -> None:
     """So that the retry layer around the stage can send the request again."""
     first = frame("")  # role frame, no text yet
-    body = FakeBody([first.encode()], error=ProviderConnectionError("reset"))
+    body = MemoryBody([first.encode()], error=ProviderConnectionError("reset"))
     with pytest.raises(ProviderConnectionError):
         await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
     assert body.closed
 
 
 async def test_a_drop_after_text_surfaces_while_iterating(exchange_for) -> None:
-    body = FakeBody(
+    body = MemoryBody(
         [frame("Hel").encode(), frame("lo").encode()], error=ProviderConnectionError("reset")
     )
     result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
@@ -409,7 +382,7 @@ async def test_over_long_stream_line_is_a_size_error(exchange_for) -> None:
     from stages.config import Limits
 
     exchange = exchange_for(limits=Limits(max_event_bytes=64))
-    body = FakeBody([b"data: " + b"x" * 200 + b"\n\n"])
+    body = MemoryBody([b"data: " + b"x" * 200 + b"\n\n"])
     with pytest.raises(ResponseTooLargeError, match="64 bytes"):
         await DecodeReply()(with_reply(exchange, body, "text/event-stream"))
 
@@ -421,7 +394,7 @@ async def test_oversized_json_is_a_size_error(exchange_for) -> None:
     with pytest.raises(ResponseTooLargeError):
         await DecodeReply()(
             with_reply(
-                exchange, FakeBody([b'{"status":"success","data":"long"}']), "application/json"
+                exchange, MemoryBody([b'{"status":"success","data":"long"}']), "application/json"
             )
         )
 
@@ -430,12 +403,12 @@ async def test_an_endless_event_of_short_lines_is_a_size_error(exchange_for) -> 
     from stages.config import Limits
 
     exchange = exchange_for(limits=Limits(max_event_bytes=64))
-    body = FakeBody([b"data: x\n" * 5, b"data: y\n" * 20])
+    body = MemoryBody([b"data: x\n" * 5, b"data: y\n" * 20])
     with pytest.raises(ResponseTooLargeError, match="a stream event exceeds the limit of 64 bytes"):
         await DecodeReply()(with_reply(exchange, body, "text/event-stream"))
 
 
-class StallingBody(FakeBody):
+class StallingBody(MemoryBody):
     """A body that sends its chunks, then never sends anything again."""
 
     async def _iterate(self) -> AsyncIterator[bytes]:
@@ -461,7 +434,7 @@ async def test_an_answer_ends_soon_after_its_finish_frame_even_without_done(
 async def test_capture_streams_through_the_stage_cut_at_every_byte(exchange_for) -> None:
     body = body_of("stream_ok_urlencoded")
     for cut in range(0, len(body) + 1, 3):
-        chunks = FakeBody([body[:cut], body[cut:]])
+        chunks = MemoryBody([body[:cut], body[cut:]])
         result = await DecodeReply()(with_reply(exchange_for(), chunks, "text/event-stream"))
         assert await collect(result) == "Hello from upstream: Hello", cut
 
@@ -469,7 +442,7 @@ async def test_capture_streams_through_the_stage_cut_at_every_byte(exchange_for)
 # --- an answer is complete only when the site says so ------------------------------------------
 
 
-class LingeringBody(FakeBody):
+class LingeringBody(MemoryBody):
     """A body that sends its chunks, then a keep-alive comment at every tick, forever."""
 
     async def _iterate(self) -> AsyncIterator[bytes]:
@@ -523,7 +496,7 @@ async def test_an_event_stream_without_events_is_an_error_quoting_it(
     exchange_for, body: bytes, error_type: type, says: str
 ) -> None:
     """A 200 text/event-stream reply that never was a stream: never an empty answer."""
-    fake = FakeBody([body[:40], body[40:]] if body else [])
+    fake = MemoryBody([body[:40], body[40:]] if body else [])
     with pytest.raises(error_type) as caught:
         await DecodeReply()(with_reply(exchange_for(), fake, "text/event-stream;charset=UTF-8"))
     assert says in str(caught.value)
@@ -535,7 +508,7 @@ async def test_a_stream_that_ends_before_text_without_finishing_is_retryable(
     exchange_for, declared: bool
 ) -> None:
     """Only the role frame came, then a clean end: a cut, which the retry layer resends."""
-    body = FakeBody([frame("").encode()])
+    body = MemoryBody([frame("").encode()])
     exchange = with_reply(exchange_for(), body, "text/event-stream", chunked=declared)
     with pytest.raises(IncompleteReplyError, match="without a finish frame or \\[DONE\\]"):
         await DecodeReply()(exchange)
@@ -545,7 +518,7 @@ async def test_a_stream_that_ends_before_text_without_finishing_is_retryable(
 async def test_a_stream_that_ends_after_text_without_finishing_raises_after_the_text(
     exchange_for,
 ) -> None:
-    body = FakeBody([frame("Hel").encode()])
+    body = MemoryBody([frame("Hel").encode()])
     result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
     assert result.text is not None
     assert await result.text.__anext__() == "Hel"
@@ -559,7 +532,7 @@ async def test_a_frame_cut_by_the_end_of_the_body_is_incomplete_not_malformed(
     exchange_for,
 ) -> None:
     cut = frame("lo")[:30]
-    body = FakeBody([frame("Hel").encode(), cut.encode()])
+    body = MemoryBody([frame("Hel").encode(), cut.encode()])
     result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
     assert result.text is not None
     assert await result.text.__anext__() == "Hel"
@@ -569,7 +542,7 @@ async def test_a_frame_cut_by_the_end_of_the_body_is_incomplete_not_malformed(
 
 async def test_a_garbled_frame_inside_the_stream_stays_malformed(exchange_for) -> None:
     """Only a frame cut by the end of the body is blamed on the connection."""
-    body = FakeBody([(frame("Hel") + "data: {garbled\n\n" + frame("lo", finish="stop")).encode()])
+    body = MemoryBody([(frame("Hel") + "data: {garbled\n\n" + frame("lo", finish="stop")).encode()])
     result = await DecodeReply()(with_reply(exchange_for(), body, "text/event-stream"))
     assert result.text is not None
     assert await result.text.__anext__() == "Hel"
@@ -589,7 +562,7 @@ async def test_a_capture_ending_early_at_any_byte_is_whole_or_an_error(
     answer = STREAMS[name]
     finish_end = whole.index(b'"finish_reason": "stop"}]}') + len(b'"finish_reason": "stop"}]}')
     for cut in range(len(whole) + 1):
-        body = FakeBody([whole[:cut]] if cut else [])
+        body = MemoryBody([whole[:cut]] if cut else [])
         chunks: list[str] = []
         error: ChatGpttError | None = None
         try:
@@ -620,7 +593,7 @@ async def test_a_json_reply_cut_mid_document(exchange_for, declared: bool, error
     """Without a declared length the body ends where the connection closed: a document that
     stops early was cut, and is retried. With a declared length the site sent it so."""
     whole = body_of("json_ok_urlencoded")
-    body = FakeBody([whole[: len(whole) // 2]])
+    body = MemoryBody([whole[: len(whole) // 2]])
     exchange = with_reply(exchange_for(), body, "application/json", length=declared)
     with pytest.raises(error_type) as caught:
         await DecodeReply()(exchange)
@@ -628,7 +601,7 @@ async def test_a_json_reply_cut_mid_document(exchange_for, declared: bool, error
 
 
 async def test_an_empty_json_reply_says_it_was_empty(exchange_for) -> None:
-    body = FakeBody([])
+    body = MemoryBody([])
     with pytest.raises(MalformedResponseError, match="an empty reply"):
         await DecodeReply()(with_reply(exchange_for(), body, "application/json"))
 
@@ -636,7 +609,7 @@ async def test_an_empty_json_reply_says_it_was_empty(exchange_for) -> None:
 async def test_a_json_reply_with_text_before_it_is_malformed_whatever_the_framing(
     exchange_for,
 ) -> None:
-    body = FakeBody([b"<br />\n<b>Warning</b>: x<br />\n" + body_of("json_ok_urlencoded")])
+    body = MemoryBody([b"<br />\n<b>Warning</b>: x<br />\n" + body_of("json_ok_urlencoded")])
     with pytest.raises(MalformedResponseError, match="does not parse") as caught:
         await DecodeReply()(with_reply(exchange_for(), body, "application/json"))
     assert not isinstance(caught.value, IncompleteReplyError)
