@@ -125,34 +125,23 @@ def step1_error(
 
 def cache_key_of(body: bytes, url: str) -> str:
     """The one-use key of step 1's success reply."""
-    value = _json_object(body, url, "step 1's reply")
-    data = value.get("data")
-    key = data.get("cache_key") if isinstance(data, dict) else None
-    if (
-        value.get("success") is not True
-        or not isinstance(key, str)
-        or not _CACHE_KEY.fullmatch(key)
-    ):
-        raise MalformedResponseError(
-            "step 1's reply has no valid cache_key", url=url, preview=excerpt(body)
-        )
-    return key
+    return _success_field(body, url, "step 1's reply", "cache_key", _CACHE_KEY)
 
 
 def nonce_of(body: bytes, url: str) -> str:
     """The nonce of ``aipkit_get_frontend_chat_nonce``'s success reply."""
-    value = _json_object(body, url, "the nonce reply")
+    return _success_field(body, url, "the nonce reply", "nonce", _NONCE)
+
+
+def _success_field(body: bytes, url: str, what: str, field: str, form: re.Pattern[str]) -> str:
+    """``data[field]`` of a ``{"success": true, "data": {…}}`` reply, checked against
+    ``form``; anything else is a :class:`MalformedResponseError` naming ``what``."""
+    value = _json_object(body, url, what)
     data = value.get("data")
-    nonce = data.get("nonce") if isinstance(data, dict) else None
-    if (
-        value.get("success") is not True
-        or not isinstance(nonce, str)
-        or not _NONCE.fullmatch(nonce)
-    ):
-        raise MalformedResponseError(
-            "the nonce reply has no valid nonce", url=url, preview=excerpt(body)
-        )
-    return nonce
+    found = data.get(field) if isinstance(data, dict) else None
+    if value.get("success") is not True or not isinstance(found, str) or not form.fullmatch(found):
+        raise MalformedResponseError(f"{what} has no valid {field}", url=url, preview=excerpt(body))
+    return found
 
 
 async def _post(
