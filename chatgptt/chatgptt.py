@@ -310,11 +310,15 @@ class ChatGptt(Provider):
         call = await cls._make_call(model, messages, proxy, kwargs)
         exchange = Exchange(call=call)
         # No timer for the deadline here: every wait in the assembled pipeline honours it.
-        if structlog.is_configured():
-            with structlog.contextvars.bound_contextvars(request_id=call.request_id):
-                exchange = await cls.assembled(trace=True)(exchange)
-        else:
-            exchange = await cls.assembled(trace=False)(exchange)
+        try:
+            if structlog.is_configured():
+                with structlog.contextvars.bound_contextvars(request_id=call.request_id):
+                    exchange = await cls.assembled(trace=True)(exchange)
+            else:
+                exchange = await cls.assembled(trace=False)(exchange)
+        except BaseException:
+            call.watch.close()
+            raise
         dialect = cls.dialects.get(exchange.dialect)
         return call, require(exchange.text, dialect.answer_stage if dialect else "decode", "text")
 
@@ -335,14 +339,17 @@ class ChatGptt(Provider):
             await cls._call_for(cls.get_model(None), (), proxy, kwargs), token_cache=None
         )
         site = Pipeline([*(bounded(step) for step in cls.bootstrap), ChooseDialect(cls.dialects)])
-        exchange = await retrying(site)(Exchange(call=call))
-        page = require(exchange.page, "bootstrap", "page")
-        dialect = cls.dialects[require(exchange.dialect, "dialect", "dialect")]
         missing: tuple[str, ...] = ()
         try:
-            exchange = await Pipeline([bounded(step) for step in dialect.split()[0]])(exchange)
-        except TokensNotFoundError as exc:
-            missing = exc.missing
+            exchange = await retrying(site)(Exchange(call=call))
+            page = require(exchange.page, "bootstrap", "page")
+            dialect = cls.dialects[require(exchange.dialect, "dialect", "dialect")]
+            try:
+                exchange = await Pipeline([bounded(step) for step in dialect.split()[0]])(exchange)
+            except TokensNotFoundError as exc:
+                missing = exc.missing
+        finally:
+            call.watch.close()
         tokens = exchange.tokens
         return SiteProbe(
             page_url=page.url,

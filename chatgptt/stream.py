@@ -114,7 +114,11 @@ class AnswerStream:
         self._start = None
         text, self._text = self._text, None
         if text is not None:
-            await text.aclose()
+            try:
+                await text.aclose()
+            finally:
+                if self._call is not None:
+                    self._call.watch.close()
 
     async def __aenter__(self) -> AnswerStream:
         return self

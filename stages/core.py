@@ -15,6 +15,7 @@ import attrs
 
 from .config import Settings
 from .errors import ConfigurationError, StageNotFoundError
+from .watch import Watch
 
 if TYPE_CHECKING:
     import aiohttp
@@ -227,6 +228,8 @@ class Call:
         conversations: the provider's store of server-side conversations (for
             dialects whose server keeps the history).
         options: the caller's other keyword arguments, for the stages that read them.
+        watch: the one timer of the call's network waits (``stages.watch``); whoever
+            ends the call closes it.
     """
 
     request_id: str
@@ -241,6 +244,7 @@ class Call:
     token_cache: TokenCache | None = attrs.field(default=None, eq=False, repr=False)
     conversations: ConversationStore | None = attrs.field(default=None, eq=False, repr=False)
     options: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    watch: Watch = attrs.field(factory=Watch, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)

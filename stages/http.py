@@ -41,6 +41,7 @@ from .errors import (
     redact_url,
 )
 from .protection import detect_protection
+from .watch import WaitExpiredError, Watch
 
 if TYPE_CHECKING:
     from .core import Call
@@ -134,23 +135,22 @@ async def send(
         seconds = timeouts.total if timeouts.total is not None else 0.0
     if call.headers:
         headers = {**headers, **call.headers}
-    scope = asyncio.timeout_at(when)
+    request = call.session.request(
+        method,
+        url,
+        params=params,
+        headers=headers,
+        data=data,
+        cookies=call.cookies or None,
+        proxy=call.proxy,
+        allow_redirects=allow_redirects,
+        timeout=_client_timeout(timeouts.connect),
+    )
     try:
-        async with scope:
-            return await call.session.request(
-                method,
-                url,
-                params=params,
-                headers=headers,
-                data=data,
-                cookies=call.cookies or None,
-                proxy=call.proxy,
-                allow_redirects=allow_redirects,
-                timeout=_client_timeout(timeouts.connect),
-            )
-    except (aiohttp.ClientError, OSError, ValueError) as exc:  # TimeoutError is an OSError
-        if scope.expired():
-            raise ProviderTimeoutError(limit, seconds or 0.0, url=url) from None
+        return await call.watch.wait(request, when)
+    except WaitExpiredError:
+        raise ProviderTimeoutError(limit, seconds or 0.0, url=url) from None
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
         raise map_client_error(
             exc, url, connect_timeout=timeouts.connect, proxy=call.proxy
         ) from exc
@@ -277,8 +277,9 @@ def _reason(exc: BaseException) -> str:
 class ResponseBody:
     """A response body read chunk by chunk as it arrives.
 
-    Each wait for data is bounded by the idle limit and the call's deadline, and
-    the bytes received by ``max_bytes``. Data already buffered is taken without
+    Each wait for data is bounded by the idle limit and the call's deadline (on the
+    call's :class:`~stages.watch.Watch`, or one of its own), and the bytes received
+    by ``max_bytes``. Data already buffered is taken without
     arming a timer, so a fast stream costs no timer per chunk. Closing releases
     the connection at once (it is reused only if the body was read to the end).
     """
@@ -289,10 +290,12 @@ class ResponseBody:
         "_deadline",
         "_idle",
         "_max_bytes",
+        "_own_watch",
         "_proxy",
         "_response",
         "_total",
         "_url",
+        "_watch",
         "received",
     )
 
@@ -306,8 +309,11 @@ class ResponseBody:
         total: float | None,
         max_bytes: int | None,
         proxy: str | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self._response = response
+        self._own_watch = watch is None
+        self._watch = watch if watch is not None else Watch()
         self._proxy = proxy
         self._content = response.content
         self._url = url
@@ -332,6 +338,7 @@ class ResponseBody:
             total=timeouts.total,
             max_bytes=max_bytes,
             proxy=call.proxy,
+            watch=call.watch,
         )
 
     def __aiter__(self) -> ResponseBody:
@@ -366,14 +373,10 @@ class ResponseBody:
             when = loop.time() + idle
         if deadline is not None and (when is None or deadline <= when):
             limit, seconds, when = "total", self._total, deadline
-        scope = asyncio.timeout_at(when)
         try:
-            async with scope:
-                return await self._content.readany()
-        except TimeoutError:
-            if scope.expired():
-                raise ProviderTimeoutError(limit, seconds or 0.0, url=self._url) from None
-            raise
+            return await self._watch.wait(self._content.readany(), when)
+        except WaitExpiredError:
+            raise ProviderTimeoutError(limit, seconds or 0.0, url=self._url) from None
 
     def _broken(self, exc: BaseException) -> ChatGpttError:
         if _bad_encoding(exc):
@@ -401,6 +404,8 @@ class ResponseBody:
         if self._closed:
             return
         self._closed = True
+        if self._own_watch:
+            self._watch.close()
         if self._content.at_eof():
             self._response.release()
         else:

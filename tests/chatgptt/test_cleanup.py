@@ -29,6 +29,8 @@ from chatgptt import ChatGptt, RetryPolicy, SessionOptions, Timeouts
 from chatgptt.emulator import Fault
 from chatgptt.session import make_session
 from chatgptt.testing import provider_for
+from stages.errors import ChatGpttError
+from stages.watch import Watch
 
 HELLO = [{"role": "user", "content": "Hello"}]
 ANSWER = "Hello from upstream: Hello"
@@ -318,6 +320,38 @@ async def test_the_shared_session_releases_a_broken_off_stream(
     started = time.monotonic()
     assert "".join([c async for c in provider.create_async_generator("gpt-4o", HELLO)]) == ANSWER
     assert time.monotonic() - started < 2.0
+
+
+def watch_timers() -> list[asyncio.TimerHandle]:
+    """The loop's live timers that belong to a call's ``Watch`` (CPython's
+    ``BaseEventLoop._scheduled``; the pool's own keep-alive timers are not counted)."""
+    scheduled: list[asyncio.TimerHandle] = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+    return [
+        handle
+        for handle in scheduled
+        if not handle.cancelled() and isinstance(getattr(handle._callback, "__self__", None), Watch)  # type: ignore[attr-defined]
+    ]
+
+
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
+async def test_a_call_leaves_no_timer_behind(emulator_factory, leak_check, dialect: str) -> None:
+    """Answered, refused, or broken off: the call's one timer goes with it (a timer left
+    per call would pile up in the loop for the length of the longest limit)."""
+    emulator = emulator_factory(
+        faults=[Fault(kind="status", status=403, times=1), STALL], dialect=dialect
+    )
+    provider = stalled_provider(emulator)
+    with pytest.raises(ChatGpttError):  # the 403
+        async for _chunk in provider.create_async_generator("gpt-4o", HELLO):
+            pass
+    assert watch_timers() == []
+    stream = provider.create_async_generator("gpt-4o", HELLO)
+    await anext(stream)  # the stall: the rest never comes
+    assert len(watch_timers()) == 1  # the idle limit of the wait for it
+    await stream.aclose()
+    assert watch_timers() == []
+    assert "".join([c async for c in provider.create_async_generator("gpt-4o", HELLO)]) == ANSWER
+    assert watch_timers() == []
 
 
 # --- a whole program: the loop ends, the session closes, nothing is reported --------------------
