@@ -86,6 +86,14 @@ def _quoted(text: str) -> str:
     return quote_plus(text)
 
 
+#: What ``quote_plus`` leaves as it is: the ids, keys and times a form changes per call.
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quoted_once(text: str) -> str:
+    return text if _UNQUOTED.fullmatch(text) else quote_plus(text)
+
+
 def encode_form(
     pairs: Iterable[tuple[str, str]], *, changing: AbstractSet[str] = frozenset()
 ) -> bytes:
@@ -98,7 +106,7 @@ def encode_form(
     """
     return "&".join(
         [
-            f"{_quoted(key)}={quote_plus(value) if key in changing else _quoted(value)}"
+            f"{_quoted(key)}={_quoted_once(value) if key in changing else _quoted(value)}"
             for key, value in pairs
         ]
     ).encode("ascii")

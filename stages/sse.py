@@ -24,6 +24,7 @@ _LF: Final = 0x0A
 _EVENT_END: Final = b"\n\n"
 _DATA_PREFIX: Final = b"data: "
 _DATA_PREFIX_TEXT: Final = "data: "
+_EVENT_PREFIX_TEXT: Final = "event: "
 _DATA_EVENT_SEPARATOR: Final = b"\n\ndata: "
 # An event still unfinished after this many bytes is held as a list of chunks, so that
 # a huge event arriving in small chunks costs linear time, not quadratic.
@@ -374,9 +375,23 @@ class SSEDecoder:
         # between them is the lines of one event (a piece starting with LF has a blank
         # line first, which dispatches nothing).
         for piece in text.split("\n\n"):
-            if piece.startswith(_DATA_PREFIX_TEXT) and "\n" not in piece:
-                data = piece[len(_DATA_PREFIX_TEXT) :]
-                add_event(_new_event(ServerSentEvent, (data, "", last_event_id, retry)))
+            # The usual events first, each a single slice: one data line, a named event
+            # of one data line, a comment alone (the padding some sites open with).
+            if piece.startswith(_DATA_PREFIX_TEXT):
+                if "\n" not in piece:
+                    data = piece[len(_DATA_PREFIX_TEXT) :]
+                    add_event(_new_event(ServerSentEvent, (data, "", last_event_id, retry)))
+                    continue
+            elif piece.startswith(_EVENT_PREFIX_TEXT):
+                name_end = piece.find("\n")
+                if piece.startswith(_DATA_PREFIX_TEXT, name_end + 1) and (
+                    piece.find("\n", name_end + 1) < 0
+                ):
+                    event_type = piece[len(_EVENT_PREFIX_TEXT) : name_end]
+                    data = piece[name_end + 1 + len(_DATA_PREFIX_TEXT) :]
+                    add_event(_new_event(ServerSentEvent, (data, event_type, last_event_id, retry)))
+                    continue
+            elif piece.startswith(":") and "\n" not in piece:
                 continue
             data_lines: list[str] = []
             event_type = ""

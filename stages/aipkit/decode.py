@@ -150,16 +150,23 @@ class AipkitInterpreter(TextFirst):
         """
         self.check()
         parts: list[str] = []
+        simple_delta = _SIMPLE_DELTA.fullmatch
+        count = 0
         try:
             for event in events:
-                self.events += 1
+                count += 1
                 if self.done:
                     break
-                kind = event.event or "message"
-                if kind == "message":
-                    text = self._delta(event.data)
-                    if text:
-                        parts.append(text)
+                kind = event.event
+                if not kind or kind == "message":
+                    # Most events: a delta whose text needs no unescaping, once started.
+                    simple = simple_delta(event.data) if self.started else None
+                    if simple is not None:
+                        parts.append(simple[1])
+                    else:
+                        text = self._delta(event.data)
+                        if text:
+                            parts.append(text)
                 elif kind == "message_start":
                     self.started = True
                 elif kind == "done":
@@ -171,6 +178,8 @@ class AipkitInterpreter(TextFirst):
                         self.notices.append((kind, event.data))
         except ChatGpttError as exc:
             return self._hold(exc, parts)
+        finally:
+            self.events += count
         return "".join(parts)
 
     def flush(self, decoder: SSEDecoder) -> str:
@@ -212,9 +221,6 @@ class AipkitInterpreter(TextFirst):
         return value
 
     def _delta(self, data: str) -> str:
-        simple = _SIMPLE_DELTA.fullmatch(data)
-        if simple is not None and self.started:  # the common case, without a JSON parse
-            return simple.group(1)
         value = self._object(data, "a text event")
         delta = value.get("delta")
         if not isinstance(delta, str):

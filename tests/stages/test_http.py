@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -30,6 +31,7 @@ from stages.http import (
     RETRY_AFTER_CEILING,
     ResponseBody,
     classify_failure,
+    encode_form,
     length_declared,
     map_client_error,
     parse_retry_after,
@@ -344,3 +346,28 @@ def test_an_html_excerpt_reads_like_the_page() -> None:
     page = b"<br />\n<b>Fatal error</b>:  Uncaught Error in <b>/x.php</b> on line <b>8</b><br />"
     assert readable_excerpt(page) == "Fatal error: Uncaught Error in /x.php on line 8"
     assert readable_excerpt(b"<p>One</p><p>Two &amp; three</p>") == "One Two & three"
+
+
+# --- encode_form ------------------------------------------------------------------------------
+
+form_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+form_pairs = st.lists(st.tuples(form_text, form_text), max_size=6)
+
+
+@given(form_pairs, st.data())
+def test_encode_form_writes_what_urlencode_writes(
+    pairs: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    """Whichever fields are declared changing (quoted each time, or passed as they are
+    when quoting would not change them) and whichever are remembered."""
+    changing = data.draw(st.frozensets(st.sampled_from([key for key, _ in pairs] or ["-"])))
+    expected = urlencode(pairs).encode("ascii")
+    assert encode_form(pairs, changing=changing) == expected
+    assert encode_form(pairs, changing=changing) == expected  # remembered ones, again
+
+
+def test_encode_form_quotes_changing_values_that_need_it() -> None:
+    pairs = [("id", "a-b_c.d~9"), ("message", "a b&c=d/é"), ("ts", "1712345678901")]
+    assert encode_form(pairs, changing={"id", "message", "ts"}) == (
+        b"id=a-b_c.d~9&message=a+b%26c%3Dd%2F%C3%A9&ts=1712345678901"
+    )

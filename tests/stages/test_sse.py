@@ -604,6 +604,39 @@ def assert_matches_spec(
     assert decoder.bytes_fed == len(stream)
 
 
+@st.composite
+def plugin_streams(draw: st.DrawFn) -> bytes:
+    """Streams shaped as the chat plugin sends them — comments (its padding), one-line
+    ``data`` events and named events of one ``data`` line — with values that look like
+    fields themselves, and the odd extra line or blank line in between."""
+    value = st.text(
+        st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=8
+    ) | st.sampled_from(["", ":", "data: x", "event: y", " "])
+    items = []
+    for _ in range(draw(st.integers(0, 8))):
+        shape = draw(st.sampled_from(["comment", "data", "named", "named", "extra", "blank"]))
+        if shape == "comment":
+            items.append(":" + draw(value) + "\n\n")
+        elif shape == "data":
+            items.append("data: " + draw(value) + "\n\n")
+        elif shape == "named":
+            items.append(f"event: {draw(value)}\ndata: {draw(value)}\n\n")
+        elif shape == "extra":
+            items.append(f"event: {draw(value)}\ndata: {draw(value)}\nid: {draw(value)}\n\n")
+        else:
+            items.append("\n")
+    return "".join(items).encode()
+
+
+@settings(deadline=None)
+@given(chunkings(plugin_streams()))
+def test_plugin_shaped_streams_decode_as_the_spec_says_in_any_chunks(
+    case: tuple[bytes, list[bytes]],
+) -> None:
+    """The shortcuts taken for the plugin's usual events give what the spec gives."""
+    assert_matches_spec(*case)
+
+
 @settings(deadline=None)
 @given(chunkings(event_streams()))
 def test_event_streams_decode_as_the_spec_says_in_any_chunks(

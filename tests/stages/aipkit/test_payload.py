@@ -87,8 +87,10 @@ def test_client_message_ids_look_like_the_scripts() -> None:
 def test_a_lone_message_starts_a_conversation_as_it_is() -> None:
     turn = plan_turn((user("Hello"),), None)
     assert (turn.message, turn.continued) == ("Hello", False)
-    assert uuid.UUID(turn.session_id).version == 4
-    assert uuid.UUID(turn.conversation_uuid).version == 4
+    for made in (turn.session_id, turn.conversation_uuid):
+        parsed = uuid.UUID(made)
+        # A version 4 UUID of the RFC's variant, written as str(uuid.uuid4()) writes one.
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, made)
     assert turn.session_id != turn.conversation_uuid
 
 
