@@ -316,11 +316,12 @@ class ChatGptt(Provider):
                     exchange = await cls.assembled(trace=True)(exchange)
             else:
                 exchange = await cls.assembled(trace=False)(exchange)
+            dialect = cls.dialects.get(exchange.dialect)
+            text = require(exchange.text, dialect.answer_stage if dialect else "decode", "text")
         except BaseException:
             call.watch.close()
             raise
-        dialect = cls.dialects.get(exchange.dialect)
-        return call, require(exchange.text, dialect.answer_stage if dialect else "decode", "text")
+        return call, text
 
     @classmethod
     async def probe(cls, proxy: str | None = None, **kwargs: Any) -> SiteProbe:

@@ -30,7 +30,7 @@ class Watch:
     back to a timer of its own). :meth:`close` when the call ends frees the timer
     early; a watch never closed lets its timer fire once, harmlessly."""
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
+    __slots__ = ("_cancelling", "_closed", "_expired", "_handle", "_task", "_when")
 
     def __init__(self) -> None:
         self._handle: asyncio.TimerHandle | None = None
@@ -38,6 +38,7 @@ class Watch:
         self._when = 0.0
         self._expired = False
         self._cancelling = 0
+        self._closed = False
 
     async def wait(self, awaitable: Awaitable[_T], when: float | None) -> _T:
         """``await awaitable``, or raise :class:`WaitExpiredError` once the loop's clock
@@ -56,18 +57,35 @@ class Watch:
         self._cancelling = task.cancelling()
         try:
             result = await awaitable
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            # As asyncio.timeout: the cancellation this watch asked for is taken back, and
+            # the wait ends as expired unless someone else cancelled the task as well. A
+            # wait that turned the cancellation into an error of its own (a connection
+            # aborted) expired all the same.
             if self._expired and task.uncancel() <= self._cancelling:
-                raise WaitExpiredError() from None
+                if isinstance(exc, asyncio.CancelledError):
+                    raise WaitExpiredError() from None
+                if isinstance(exc, Exception):
+                    raise WaitExpiredError() from exc
             raise
         finally:
             self._task = None
+            if self._closed:  # the call ended while this wait ran (in another task)
+                self._drop()
         if self._expired:  # fired as the wait ended: the cancellation is not ours to keep
             task.uncancel()
         return result
 
     def close(self) -> None:
-        """The call is over: drop the timer now rather than when it fires."""
+        """The call is over: drop the timer now rather than when it fires. A wait still
+        running (a fetch the call started and shares with others) keeps its limit; the
+        timer goes when it ends. The watch stays usable: a later wait arms a timer again
+        and drops it when done."""
+        self._closed = True
+        if self._task is None:
+            self._drop()
+
+    def _drop(self) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.cancel()

@@ -162,7 +162,8 @@ class AipkitInterpreter(TextFirst):
                     # Most events: a delta whose text needs no unescaping, once started.
                     simple = simple_delta(event.data) if self.started else None
                     if simple is not None:
-                        parts.append(simple[1])
+                        if simple[1]:
+                            parts.append(simple[1])
                     else:
                         text = self._delta(event.data)
                         if text:

@@ -308,6 +308,33 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_page_fetch(
     assert emulator.stats.page_fetches == 1
 
 
+async def test_a_shared_page_fetch_keeps_its_time_limit_when_its_caller_leaves(
+    emulator_factory, leak_check
+) -> None:
+    """The call that started the shared page fetch is cancelled while the page stalls: the
+    fetch (its time limits on that call's timer) still ends at ``first_byte``, and the other
+    call fetches again at once rather than waiting out the stall."""
+    emulator = emulator_factory(faults=[Fault(kind="stall", seconds=30.0, target="page")])
+    provider = provider_for(emulator)
+    limits = Timeouts(first_byte=0.5, total=None)
+
+    async def ask() -> str:
+        chunks = provider.create_async_generator("gpt-4o", HELLO, timeouts=limits)
+        return "".join([c async for c in chunks])
+
+    started = time.monotonic()
+    leaving = asyncio.create_task(ask())
+    await wait_for(lambda: emulator.stats.page_fetches == 1)
+    staying = asyncio.create_task(ask())
+    await asyncio.sleep(0)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert await staying == ANSWER
+    assert time.monotonic() - started < 15.0  # not the 30 s stall
+    assert emulator.stats.page_fetches == 2
+
+
 async def test_the_shared_session_releases_a_broken_off_stream(
     emulator_factory, leak_check
 ) -> None:

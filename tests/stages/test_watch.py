@@ -158,3 +158,47 @@ async def test_close_is_idempotent_and_a_closed_watch_still_works() -> None:
     assert await watch.wait(later(loop, 0, "again"), loop.time() + 30.0) == "again"
     watch.close()
     assert live_timers(loop) == []
+
+
+async def test_closing_the_watch_from_another_task_keeps_the_running_wait_s_limit() -> None:
+    """A call that ends (is cancelled) while a fetch it started and shares with other
+    calls still waits on its watch: that wait keeps its limit, and the timer goes after."""
+    loop = asyncio.get_running_loop()
+    watch = Watch()
+    waiting = asyncio.create_task(watch.wait(loop.create_future(), loop.time() + 0.1))
+    await asyncio.sleep(0)
+    watch.close()
+    with pytest.raises(WaitExpiredError):
+        await asyncio.wait_for(waiting, 5.0)
+    assert live_timers(loop) == []
+
+
+async def test_a_closed_watch_drops_the_timer_of_each_later_wait() -> None:
+    loop = asyncio.get_running_loop()
+    watch = Watch()
+    watch.close()
+    assert await watch.wait(later(loop, 0, "late"), loop.time() + 30.0) == "late"
+    assert live_timers(loop) == []
+
+
+class _Converts:
+    """An awaitable that turns the cancellation it receives into an error of its own, as a
+    connection aborted by the cancel might."""
+
+    def __await__(self) -> Any:
+        try:
+            yield from asyncio.sleep(30).__await__()
+        except asyncio.CancelledError:
+            raise ConnectionAbortedError("aborted") from None
+
+
+async def test_a_wait_that_fails_because_its_limit_passed_is_an_expiry() -> None:
+    loop = asyncio.get_running_loop()
+    watch = Watch()
+    with pytest.raises(WaitExpiredError) as expired:
+        await watch.wait(_Converts(), loop.time() + 0.02)
+    assert isinstance(expired.value.__cause__, ConnectionAbortedError)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0  # the watch's cancellation taken back, as asyncio.timeout does
+    watch.close()

@@ -110,7 +110,8 @@ DONE = 'event: done\ndata: {"finished":true}'
 
 
 def delta(text: str) -> str:
-    return "data: " + json.dumps({"delta": text})
+    """A text event as the plugin writes it (compact, JSON_UNESCAPED_UNICODE)."""
+    return "data: " + json.dumps({"delta": text}, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- the captures ----------------------------------------------------------------------------
@@ -213,6 +214,17 @@ def test_warnings_are_logged_and_other_events_traced() -> None:
         )
     )
     assert interpreter.notices == [("warning", '{"error":"slow"}'), ("status", "{}")]
+
+
+def test_an_error_after_an_empty_delta_is_raised_at_once() -> None:
+    """An empty delta is no text: the error in the same batch is not held back for
+    text that never came (it would wait for the next read, which may never come)."""
+    interpreter = AipkitInterpreter(URL)
+    events = SSEDecoder().feed(
+        frames(START, 'data: {"delta":""}', 'event: error\ndata: {"error":"API Error: boom"}')
+    )
+    with pytest.raises(UpstreamError):
+        interpreter.feed(events)
 
 
 def test_an_error_after_text_is_raised_after_that_text() -> None:
