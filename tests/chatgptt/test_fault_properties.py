@@ -211,7 +211,9 @@ def test_the_answer_is_whole_or_a_typed_error_with_a_prefix(emulator, scenario: 
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     mode=st.sampled_from(["sse", "json"]),
