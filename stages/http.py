@@ -143,18 +143,18 @@ async def send(
         seconds = timeouts.total if timeouts.total is not None else 0.0
     if call.headers:
         headers = {**headers, **call.headers}
-    request = call.session.request(
-        method,
-        url,
-        params=params,
-        headers=headers,
-        data=data,
-        cookies=call.cookies or None,
-        proxy=call.proxy,
-        allow_redirects=allow_redirects,
-        timeout=_client_timeout(timeouts.connect),
-    )
     try:
+        request = call.session.request(
+            method,
+            url,
+            params=params,
+            headers=headers,
+            data=data,
+            cookies=call.cookies or None,
+            proxy=call.proxy,
+            allow_redirects=allow_redirects,
+            timeout=_client_timeout(timeouts.connect),
+        )
         return await call.watch.wait(request, when)
     except WaitExpiredError:
         raise ProviderTimeoutError(limit, seconds or 0.0, url=url) from None
