@@ -14,7 +14,9 @@ content parts                     text parts as they are; other parts as a place
                                   ``[file: NAME]``, ``[refusal: TEXT]``, ``[TYPE]``
 ``name``                          ``NAME: `` before the content
 ``assistant`` with ``tool_calls`` the content, then one line per call:
-                                  ``[tool call ID: NAME(ARGUMENTS)]``
+                                  ``[tool call ID: NAME(ARGUMENTS)]`` (a ``custom`` tool's
+                                  call: ``NAME(INPUT)``; another type: ``[tool call ID:
+                                  TYPE]``)
 ``assistant`` with                ``[function call: NAME(ARGUMENTS)]``
 ``function_call`` (legacy)
 ``assistant`` ``content: null``   the tool calls alone (or ``refusal``; or nothing: an
@@ -280,6 +282,21 @@ def _function(function: object, where: str) -> tuple[str, str]:
     return name, arguments
 
 
+def _custom(custom: object, where: str) -> tuple[str, str]:
+    """``(name, input)`` of a called custom tool (its input is free text)."""
+    if not isinstance(custom, dict):
+        raise _bad(f"{where} must be an object, got {_type_name(custom)}", "messages")
+    name = custom.get("name")
+    if not isinstance(name, str):
+        raise _bad(f"{where}.name must be a string, got {_type_name(name)}", "messages")
+    given = custom.get("input")
+    if given is None:
+        given = ""
+    elif not isinstance(given, str):
+        raise _bad(f"{where}.input must be a string, got {_type_name(given)}", "messages")
+    return name, given
+
+
 def _named(message: Mapping[str, Any], text: str, where: str) -> str:
     name = message.get("name")
     if name is None or name == "":
@@ -306,9 +323,20 @@ def _assistant_text(message: Mapping[str, Any], where: str, calls: dict[str, str
             at = f"{where}.tool_calls[{index}]"
             if not isinstance(call, dict):
                 raise _bad(f"{at} must be an object, got {_type_name(call)}", "messages")
-            name, arguments = _function(call.get("function"), f"{at}.function")
             call_id = call.get("id")
             call_id = call_id if isinstance(call_id, str) else ""
+            kind = call.get("type")
+            if kind is None or kind == "function":
+                name, arguments = _function(call.get("function"), f"{at}.function")
+            elif kind == "custom":
+                name, arguments = _custom(call.get("custom"), f"{at}.custom")
+            elif isinstance(kind, str):  # a kind of call not known here: named, not refused
+                if call_id:
+                    calls[call_id] = kind
+                lines.append(f"[tool call {call_id}: {kind}]")
+                continue
+            else:
+                raise _bad(f"{at}.type must be a string, got {_type_name(kind)}", "messages")
             if call_id:
                 calls[call_id] = name
             lines.append(f"[tool call {call_id}: {name}({arguments})]")
@@ -334,6 +362,13 @@ def to_provider_messages(messages: Sequence[object]) -> list[dict[str, str]]:
         if not isinstance(message, dict):
             raise _bad(f"{where} must be an object, got {_type_name(message)}", "messages")
         role = message.get("role")
+        if not isinstance(role, str):
+            raise _bad(
+                f"{where}.role must be one of {', '.join(_ROLES)}; got {_type_name(role)}"
+                if role is not None
+                else f"{where} has no role",
+                "messages",
+            )
         content = message.get("content")
         if role in _PLAIN_ROLES and type(content) is str and len(message) == 2:
             out.append(message)  # the common case, already what the provider takes

@@ -210,12 +210,41 @@ def test_a_tool_result_without_its_call_keeps_its_id_or_name() -> None:
     ]
 
 
+def test_custom_tool_calls_and_calls_of_other_types_are_laid_out_too() -> None:
+    """The SDK's custom tools (free-text input) and call types this mapping does not know
+    are agent conversations all the same: text, never a 400."""
+    mapped = to_provider_messages(
+        [
+            {"role": "user", "content": "Find foo."},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "custom", "custom": {"name": "grep", "input": "foo"}},
+                    {"id": "c2", "type": "web_search", "web_search": {}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "a.py:3"},
+            {"role": "tool", "tool_call_id": "c2", "content": "none"},
+        ]
+    )
+    assert [m["content"] for m in mapped[1:]] == [
+        "[tool call c1: grep(foo)]\n[tool call c2: web_search]",
+        "[tool result c1 (grep)]: a.py:3",
+        "[tool result c2 (web_search)]: none",
+    ]
+
+
 @pytest.mark.parametrize(
     ("message", "words"),
     [
         ("Hi", "messages[0] must be an object, got string"),
         ({"content": "Hi"}, "messages[0] has no role"),
         ({"role": "robot", "content": "Hi"}, "messages[0].role must be one of"),
+        # Not a string: named, never a lookup that fails (a list or object is unhashable).
+        ({"role": ["user"], "content": "Hi"}, "messages[0].role must be one of"),
+        ({"role": {"a": 1}, "content": "Hi"}, "got object"),
+        ({"role": 1, "content": "Hi"}, "got number"),
         ({"role": "user", "content": 5}, "messages[0].content must be a string"),
         ({"role": "user", "content": [5]}, "messages[0].content[0] must be an object"),
         ({"role": "user", "content": [{"type": "text"}]}, "content[0].text must be a string"),
@@ -232,6 +261,25 @@ def test_a_tool_result_without_its_call_keeps_its_id_or_name() -> None:
             "tool_calls[0].function.arguments must be a string",
         ),
         ({"role": "tool", "tool_call_id": 1, "content": "x"}, "tool_call_id must be a string"),
+        (
+            {"role": "assistant", "tool_calls": [{"type": 7, "function": {"name": "f"}}]},
+            "tool_calls[0].type must be a string",
+        ),
+        (
+            {"role": "assistant", "tool_calls": [{"type": "custom", "custom": None}]},
+            "tool_calls[0].custom must be an object",
+        ),
+        (
+            {"role": "assistant", "tool_calls": [{"type": "custom", "custom": {"input": "x"}}]},
+            "tool_calls[0].custom.name must be a string",
+        ),
+        (
+            {
+                "role": "assistant",
+                "tool_calls": [{"type": "custom", "custom": {"name": "g", "input": 1}}],
+            },
+            "tool_calls[0].custom.input must be a string",
+        ),
     ],
 )
 def test_an_unreadable_message_is_named(message: Any, words: str) -> None:
@@ -245,14 +293,26 @@ def test_an_unreadable_message_is_named(message: Any, words: str) -> None:
 # --- properties -------------------------------------------------------------------------------
 
 text = st.text(max_size=40)
-call = st.fixed_dictionaries(
-    {
-        "id": st.text(alphabet="abcdef0123456789_", min_size=1, max_size=8),
-        "type": st.just("function"),
-        "function": st.fixed_dictionaries(
-            {"name": st.text(min_size=1, max_size=12), "arguments": text}
-        ),
-    }
+call_id = st.text(alphabet="abcdef0123456789_", min_size=1, max_size=8)
+call = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "id": call_id,
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries(
+                {"name": st.text(min_size=1, max_size=12), "arguments": text}
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "id": call_id,
+            "type": st.just("custom"),
+            "custom": st.fixed_dictionaries(
+                {"name": st.text(min_size=1, max_size=12)}, optional={"input": text}
+            ),
+        }
+    ),
 )
 part = st.one_of(
     st.fixed_dictionaries({"type": st.just("text"), "text": text}),
@@ -287,9 +347,8 @@ def test_every_message_maps_to_one_plain_message(messages: list[dict[str, Any]])
         expected_role = "user" if original["role"] == "tool" else original["role"]
         assert out["role"] == expected_role
         for tool_call in original.get("tool_calls") or []:
-            assert (
-                f"[tool call {tool_call['id']}: {tool_call['function']['name']}(" in out["content"]
-            )
+            name = tool_call[tool_call["type"]]["name"]
+            assert f"[tool call {tool_call['id']}: {name}(" in out["content"]
 
 
 @given(st.lists(openai_message, max_size=6), st.text(min_size=1).filter(str.strip))
