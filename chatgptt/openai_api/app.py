@@ -38,7 +38,7 @@ from chatgptt.openai_api.errors import (
 )
 from chatgptt.openai_api.usage import ESTIMATE, UsageCounter
 from chatgptt.session import SessionOptions, make_session
-from stages.errors import ChatGpttError
+from stages.errors import ChatGpttError, redact_url
 
 __all__ = [
     "STATE_KEY",
@@ -257,7 +257,7 @@ def _unauthorized(header: str | None) -> OpenAIError:
 async def _health(request: web.Request, state: ServerState) -> web.Response:
     body = {
         "status": "stopping" if state.closing else "ok",
-        "site": state.provider.url,
+        "site": redact_url(state.provider.url),  # open to all: never a URL's credentials
         "dialect": state.dialect,
         "detected_dialect": state.detected_dialect,
         "models": state.provider.get_models(),

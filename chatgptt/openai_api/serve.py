@@ -22,7 +22,7 @@ from aiohttp import web
 from chatgptt.chatgptt import ChatGptt
 from chatgptt.openai_api.app import END_TIMEOUT, STATE_KEY, ServeOptions, make_app, make_runner
 from chatgptt.openai_api.usage import ESTIMATE, UsageCounter, describe
-from stages.errors import ChatGpttError
+from stages.errors import ChatGpttError, redact_url
 
 __all__ = ["BACKLOG", "api_url", "is_loopback", "serve"]
 
@@ -55,7 +55,8 @@ def _announce(
     port: int,
     workers: int,
 ) -> None:
-    print(f"serving {provider.url} as an OpenAI API on {api_url(host, port)}", file=out)
+    site = redact_url(provider.url)  # logs are read by others: no credentials of the site
+    print(f"serving {site} as an OpenAI API on {api_url(host, port)}", file=out)
     each = " per worker" if workers > 1 else ""
     details = [
         f"{workers} worker processes" if workers > 1 else "one process",
@@ -67,7 +68,7 @@ def _announce(
     if options.api_key is None and not is_loopback(host):
         print(
             f"warning: listening on {host} without an API key: anyone who can reach this port "
-            f"can use {provider.url} through it (an open relay); set --api-key or "
+            f"can use {site} through it (an open relay); set --api-key or "
             "CHATGPTT_API_KEY",
             file=out,
         )

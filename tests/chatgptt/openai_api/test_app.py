@@ -192,6 +192,17 @@ async def test_health_says_what_it_serves_without_a_key(start_api, emulator) -> 
     assert "k1" not in json.dumps(health)
 
 
+async def test_health_never_shows_the_credentials_of_the_sites_url(start_api, emulator) -> None:
+    """``/health`` is open to anyone who can reach the port: a site URL carrying a user
+    and password (which the provider does use) is shown without them."""
+    url = emulator.url.replace("http://", "http://alice:s3cret@")
+    api = await start_api(ChatGptt.derive("Behind", url=url), ServeOptions(api_key="k1"))
+    async with aiohttp.ClientSession() as client, client.get(api.origin + "/health") as reply:
+        health = await reply.json()
+    assert health["site"] == emulator.url.replace("http://", "http://***@")
+    assert "s3cret" not in json.dumps(health)
+
+
 # --- the API key ------------------------------------------------------------------------------
 
 

@@ -165,6 +165,14 @@ def test_listening_beyond_loopback_without_a_key_is_called_an_open_relay() -> No
     assert "open relay" not in quiet.getvalue()
 
 
+def test_what_it_prints_never_shows_the_credentials_of_the_sites_url() -> None:
+    out = io.StringIO()
+    site = ChatGptt.derive("Behind", url="https://alice:s3cret@example.org")
+    _announce(out, site, ServeOptions(), ESTIMATE, "0.0.0.0", 8000, workers=1)
+    assert "serving https://***@example.org as an OpenAI API" in out.getvalue()
+    assert "s3cret" not in out.getvalue()  # the open relay's warning names the site too
+
+
 def test_bad_options_are_refused_before_starting(emulator) -> None:
     with ServeProcess("--url", emulator.url, "--max-concurrency", "0") as server:
         assert server.wait(30) == 2
