@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; elsewhere, set an API key)",
     )
-    serve.add_argument("--port", type=int, default=8000, help="port (0: any free)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (0: any free)")
     serve.add_argument(
         "--dialect",
         choices=(AUTO, *ChatGptt.dialects.names),
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--api-key",
-        default=os.environ.get("CHATGPTT_API_KEY") or None,
+        default=os.environ.get("CHATGPTT_API_KEY"),
         help="require 'Authorization: Bearer KEY' on /v1 (default: $CHATGPTT_API_KEY)",
     )
     serve.add_argument(
@@ -271,10 +271,21 @@ def _serve_provider(url: str | None, dialect: str = AUTO) -> type[ChatGptt]:
     return ChatGptt.derive("Site", url=url or ChatGptt.url, dialect=dialect)
 
 
+def _port(text: str) -> int:
+    """A TCP port number for argparse (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .openai_api import ServeOptions, load_counter, serve
 
-    try:
+    try:  # an empty CHATGPTT_API_KEY (a secret that expanded to nothing) is refused here
         options = ServeOptions(
             api_key=args.api_key,
             max_concurrency=args.max_concurrency,

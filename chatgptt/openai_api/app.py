@@ -128,7 +128,7 @@ class ServerState:
         self.session: aiohttp.ClientSession | None = None
         self.in_flight: set[_Inflight] = set()
         self.closing = False
-        self._key = None if options.api_key is None else b"Bearer " + options.api_key.encode()
+        self._key = None if options.api_key is None else options.api_key.encode()
         self._idle = asyncio.Event()
         self._hurry = asyncio.Event()
 
@@ -156,14 +156,17 @@ class ServerState:
         return self._key is not None
 
     def authorized(self, header: str | None) -> bool:
-        """Whether ``Authorization: header`` carries the key (constant-time comparison)."""
+        """Whether ``Authorization: header`` carries the key: the ``Bearer`` scheme (in any
+        case, as HTTP's schemes are), then the key (constant-time comparison)."""
         if self._key is None:
             return True
+        if header is None:
+            return False
+        scheme, _, token = header.strip().partition(" ")
         # aiohttp decodes header bytes it cannot read as UTF-8 to surrogates: keep them
         # as the bytes they were (they then simply do not match).
-        return header is not None and hmac.compare_digest(
-            header.encode("utf-8", "surrogateescape"), self._key
-        )
+        given = token.strip().encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, self._key) and scheme.lower() == "bearer"
 
     def hurry(self) -> None:
         """End the grace period now (a second Ctrl-C)."""
@@ -218,16 +221,7 @@ def _guarded(endpoint: Endpoint, *, v1: bool | None = True) -> Handler:
         state = request.app[STATE_KEY]
         try:
             if v1 or (v1 is None and request.path.startswith("/v1")):
-                if state.needs_key and not state.authorized(request.headers.get("Authorization")):
-                    raise _unauthorized(request.headers.get("Authorization"))
-                if state.closing:
-                    raise OpenAIError(
-                        503,
-                        "the server is shutting down; retry on another instance",
-                        "server_error",
-                        code="server_shutting_down",
-                        headers={"Connection": "close"},
-                    )
+                _check_gate(request, state)
             return await endpoint(request, state)
         except OpenAIError as exc:
             return exc.response()
@@ -237,6 +231,44 @@ def _guarded(endpoint: Endpoint, *, v1: bool | None = True) -> Handler:
             return from_http_exception(exc, request.method, request.path).response()
 
     return guarded
+
+
+def _check_gate(request: web.Request, state: ServerState) -> None:
+    """What every ``/v1`` request passes: the API key, and a server that is not stopping."""
+    if state.needs_key and not state.authorized(request.headers.get("Authorization")):
+        raise _unauthorized(request.headers.get("Authorization"))
+    if state.closing:
+        raise OpenAIError(
+            503,
+            "the server is shutting down; retry on another instance",
+            "server_error",
+            code="server_shutting_down",
+            headers={"Connection": "close"},
+        )
+
+
+def _check_room(state: ServerState) -> None:
+    """A chat request is admitted while fewer than ``max_concurrency`` are answered."""
+    if len(state.in_flight) >= state.options.max_concurrency:
+        raise OpenAIError(
+            429,
+            f"the server is answering its limit of {state.options.max_concurrency} requests "
+            "at once; retry shortly",
+            "requests",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(state.options.retry_after)},
+        )
+
+
+def _check_length(request: web.Request, options: ServeOptions) -> None:
+    """A body declared longer than ``max_body_bytes`` is refused before it is read."""
+    length = request.content_length
+    if length is not None and length > options.max_body_bytes:
+        raise OpenAIError(
+            413,
+            f"the request body is {length} bytes; the limit is {options.max_body_bytes}",
+            code="request_too_large",
+        )
 
 
 def _unauthorized(header: str | None) -> OpenAIError:
@@ -288,11 +320,24 @@ async def _model(request: web.Request, state: ServerState) -> web.Response:
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
-    """An ``Expect`` header: ``100-continue`` is answered as aiohttp does, anything else is
-    a 417 in OpenAI's shape (aiohttp's own would be plain text)."""
+    """An ``Expect`` header: anything but ``100-continue`` is a 417 in OpenAI's shape
+    (aiohttp's own would be plain text). ``100-continue`` asks whether to send the body:
+    a request the server would refuse anyway (no key, stopping, body too large, no room)
+    gets that answer now, and the connection closes, so the body is never sent."""
     expect = request.headers.get("Expect", "")
     if expect.lower() != "100-continue":
         return OpenAIError(417, f"Unknown Expect: {expect}", code="expectation_failed").response()
+    state = request.app[STATE_KEY]
+    try:
+        if request.path.startswith("/v1"):
+            _check_gate(request, state)
+        if request.method == "POST" and request.path == "/v1/chat/completions":
+            _check_length(request, state.options)
+            _check_room(state)
+    except OpenAIError as exc:
+        refusal = exc.response()
+        refusal.force_close()
+        return refusal
     if request.version == aiohttp.HttpVersion11:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not begun
@@ -309,7 +354,8 @@ async def _unrouted(request: web.Request, state: ServerState) -> web.Response:
     allowed = _ALLOWED.get(path)
     if allowed is None and path.startswith("/v1/models/") and path.count("/") == 3:
         allowed = "GET,HEAD"
-    if allowed is None:
+    # The method a path of that shape takes, yet no route took it (``/v1/models/``): no such URL.
+    if allowed is None or request.method in allowed.split(","):
         raise OpenAIError(404, f"Invalid URL ({request.method} {path})", code="unknown_url")
     raise OpenAIError(
         405,
@@ -331,13 +377,7 @@ async def _read_body(request: web.Request, options: ServeOptions) -> Any:
                 f"the request body must be JSON (Content-Type: application/json), got {media}",
                 code="unsupported_media_type",
             )
-    length = request.content_length
-    if length is not None and length > options.max_body_bytes:
-        raise OpenAIError(
-            413,
-            f"the request body is {length} bytes; the limit is {options.max_body_bytes}",
-            code="request_too_large",
-        )
+    _check_length(request, options)
     if request.content.is_eof():  # the whole body is here: no timer needed
         raw = await request.read()
     else:
@@ -375,15 +415,7 @@ def _shutdown_error() -> OpenAIError:
 
 
 async def _chat_completions(request: web.Request, state: ServerState) -> web.StreamResponse:
-    if len(state.in_flight) >= state.options.max_concurrency:
-        raise OpenAIError(
-            429,
-            f"the server is answering its limit of {state.options.max_concurrency} requests "
-            "at once; retry shortly",
-            "requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(state.options.retry_after)},
-        )
+    _check_room(state)
     task = asyncio.current_task()
     assert task is not None  # aiohttp runs each handler in a task
     entry = _Inflight(task)

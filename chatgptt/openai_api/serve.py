@@ -101,9 +101,10 @@ async def _run(
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
         await runner.cleanup()
-        raise ChatGpttError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ChatGpttError(f"cannot listen on {host}:{port}: {reason}") from None
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     _announce(out, provider, options, counter, host, bound, workers=1)
 

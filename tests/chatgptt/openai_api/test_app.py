@@ -245,6 +245,26 @@ async def test_the_right_key_is_let_through(start_api, emulator) -> None:
     assert json.loads(raw)["choices"][0]["message"]["content"] == ANSWER
 
 
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("bearer s3cret-key-01", 200),  # HTTP's auth schemes are case-insensitive
+        ("BEARER  s3cret-key-01", 200),
+        ("Basic s3cret-key-01", 401),
+        ("s3cret-key-01", 401),
+        ("Bearer s3cret-key-01x", 401),
+        ("Bearer", 401),
+    ],
+)
+async def test_the_bearer_scheme_in_any_case(start_api, emulator, header, status) -> None:
+    api = await start_api(provider_for(emulator), ServeOptions(api_key="s3cret-key-01"))
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(api.base + "/models", headers={"Authorization": header}) as reply,
+    ):
+        assert reply.status == status
+
+
 def test_the_key_stays_out_of_the_options_repr() -> None:
     assert "s3cret" not in repr(ServeOptions(api_key="s3cret"))
     with pytest.raises(ValueError, match="API key"):
@@ -261,6 +281,8 @@ def test_the_key_stays_out_of_the_options_repr() -> None:
         ("POST", "/v2/anything", 404, "unknown_url"),
         ("GET", "/v1/chat/completions", 405, "method_not_allowed"),
         ("DELETE", "/v1/models", 405, "method_not_allowed"),
+        ("GET", "/v1/models/", 404, "unknown_url"),  # a model's path, without the model
+        ("PUT", "/v1/models/", 405, "method_not_allowed"),
     ],
 )
 async def test_routes_and_methods_aiohttp_rejects(start_api, emulator, method, path, status, code):

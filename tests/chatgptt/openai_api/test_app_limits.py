@@ -18,6 +18,7 @@ from chatgptt.testing import provider_for
 from tests.chatgptt.openai_api.support import (
     PROC_TCP,
     listening_sockets,
+    read_reply,
     sse_data,
     until_refused,
     wait_until,
@@ -103,6 +104,17 @@ async def test_past_max_concurrency_a_429_with_retry_after(
     assert "limit of 2" in error["message"]
     async with client.get(api.origin + "/health") as reply:
         assert (await reply.json())["in_flight"] == 2
+    # A client that asks before sending its body is told so at once, without "100 Continue".
+    reader, writer = await asyncio.open_connection(api.host, api.port)
+    try:
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n"
+            b"Content-Type: application/json\r\nExpect: 100-continue\r\n\r\n"
+        )
+        refused = await asyncio.wait_for(read_reply(reader), 10)
+    finally:
+        writer.close()
+    assert (refused.status, refused.headers["retry-after"]) == (429, "1")  # not 100 first
     for stream in held:
         stream.hang_up()
     await wait_until(lambda: not api.state.in_flight)

@@ -189,6 +189,45 @@ async def test_expect_100_continue_and_an_unknown_expectation(start_api, emulato
     assert "Unknown Expect" in error_of(refused, 417)["message"]
 
 
+async def answer_to_headers(api: Any, head: bytes) -> Any:
+    """The first response to a request's headers alone (a client waiting for ``100
+    Continue`` before it sends its body)."""
+    reader, writer = await asyncio.open_connection(api.host, api.port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        return await asyncio.wait_for(read_reply(reader), 10)
+    finally:
+        writer.close()
+
+
+async def test_expect_100_continue_is_refused_before_the_body(start_api, emulator) -> None:
+    """A request the server would refuse gets the refusal instead of ``100 Continue``
+    (curl asks so for bodies over 1 MB), and the connection closes: the body is never sent."""
+    api = await start_api(provider_for(emulator), ServeOptions(api_key="k1", max_body_bytes=1000))
+    body = json.dumps({"model": "gpt-4o", "messages": HELLO}).encode()
+    expect = "Expect: 100-continue\r\n"
+    keyless = post_request(PATH, body, extra=expect, close=False)[: -len(body)]
+    refused = await answer_to_headers(api, keyless)  # not 100 first
+    assert error_of(refused, 401)["code"] == "invalid_api_key"
+    assert refused.headers["connection"] == "close"
+    big = post_request(
+        PATH, b"x" * 5000, extra=expect + "Authorization: Bearer k1\r\n", close=False
+    )[:-5000]
+    refused = await answer_to_headers(api, big)
+    assert "the limit is 1000" in error_of(refused, 413)["message"]
+    assert refused.headers["connection"] == "close"
+    # A request it takes is told to go on, as before.
+    reader, writer = await asyncio.open_connection(api.host, api.port)
+    try:
+        writer.write(post_request(PATH, body, extra=expect + "Authorization: Bearer k1\r\n"))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
+
+
 async def test_an_authorization_header_that_is_not_utf_8_is_a_401(start_api, emulator) -> None:
     """Bytes that are not UTF-8 in the key's header: a 401 like any wrong key, not a 500."""
     api = await start_api(provider_for(emulator), ServeOptions(api_key="k1"))

@@ -183,6 +183,14 @@ def test_bad_options_are_refused_before_starting(emulator) -> None:
     with ServeProcess("--url", emulator.url, "--port", str(emulator.port)) as server:
         assert server.wait(30) == 1  # the emulator's port is taken
     assert "cannot listen" in "\n".join(server.lines)
+    with ServeProcess("--url", emulator.url, "--port", "70000") as server:
+        assert server.wait(30) == 2
+    assert "a port is 0 to 65535, got 70000" in "\n".join(server.lines)
+    assert "Traceback" not in "\n".join(server.lines)
+    # A key variable set but empty (a secret that expanded to nothing) does not run open.
+    with ServeProcess("--url", emulator.url, env={"CHATGPTT_API_KEY": ""}) as server:
+        assert server.wait(30) == 2
+    assert "the API key must be a non-empty string" in "\n".join(server.lines)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
