@@ -39,6 +39,7 @@ from chatgptt.openai_api.errors import (
 from chatgptt.openai_api.usage import ESTIMATE, UsageCounter
 from chatgptt.session import SessionOptions, make_session
 from stages.errors import ChatGpttError, redact_url
+from stages.watch import WaitExpiredError, Watch
 
 __all__ = [
     "STATE_KEY",
@@ -85,7 +86,8 @@ class ServeOptions:
         max_body_bytes: the largest request body (413 past it).
         body_timeout: seconds a client has to send its body (408 past it).
         idle_timeout: seconds a connection may sit idle, or in the middle of its request
-            headers, before it is closed.
+            headers, before it is closed; and how long a client may leave the answer
+            unread (a stream's next event, a large answer) before it is cut off.
         retry_after: the ``Retry-After`` seconds of a 429 for a full server.
     """
 
@@ -430,7 +432,7 @@ async def _chat_completions(request: web.Request, state: ServerState) -> web.Str
         stream = provider.create_async_generator(chat.model, chat.messages, session=state.session)
         if chat.stream:
             return await _relay(request, state, entry, chat, stream)
-        return await _complete(state, entry, chat, stream)
+        return await _complete(request, state, entry, chat, stream)
     finally:
         state._done(entry)
 
@@ -440,8 +442,8 @@ def _completion_id() -> str:
 
 
 async def _complete(
-    state: ServerState, entry: _Inflight, chat: ChatRequest, stream: Any
-) -> web.Response:
+    request: web.Request, state: ServerState, entry: _Inflight, chat: ChatRequest, stream: Any
+) -> web.StreamResponse:
     """The whole answer as one ``chat.completion``."""
     entry.waiting = True
     try:
@@ -461,7 +463,51 @@ async def _complete(
     body = completion_body(
         _completion_id(), int(time.time()), chat.model, text, prompt, counter.text(chat.model, text)
     )
-    return web.Response(body=body, content_type="application/json")
+    if len(body) <= _BUFFERED:  # the socket's buffer takes it whole: aiohttp writes it
+        return web.Response(body=body, content_type="application/json")
+    return await _send_large(request, body, state.options.idle_timeout)
+
+
+#: What a connection's write buffer takes without waiting for the client (asyncio's
+#: high-water mark): a larger answer is written with a bound on the client's reading.
+_BUFFERED = 64 * 1024
+
+
+class _ClientStalledError(Exception):
+    """The client left what was written unread for longer than ``idle_timeout``."""
+
+
+async def _write(response: web.StreamResponse, watch: Watch, data: bytes, idle: float) -> None:
+    """Write ``data``; :class:`_ClientStalledError` when the client does not take it within
+    ``idle`` seconds (aiohttp's writes wait for the client without a limit of their own)."""
+    try:
+        await watch.wait(response.write(data), asyncio.get_running_loop().time() + idle)
+    except WaitExpiredError:
+        raise _ClientStalledError() from None
+
+
+def _cut_off(request: web.Request, idle: float) -> None:
+    """Close the connection of a client that stopped reading: its handler, slot and
+    upstream connection go with it."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    _log.warning("a client left its answer unread for %g s: its connection was closed", idle)
+
+
+async def _send_large(request: web.Request, body: bytes, idle: float) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    watch = Watch()
+    try:
+        await _write(response, watch, body, idle)
+        await watch.wait(response.write_eof(), asyncio.get_running_loop().time() + idle)
+    except (_ClientStalledError, WaitExpiredError):
+        _cut_off(request, idle)
+    finally:
+        watch.close()
+    return response
 
 
 _COMPLETION = (
@@ -548,56 +594,74 @@ async def _relay(
     """The answer as events. A failure before the first chunk is an HTTP error; after it
     (the status line is sent) an ``error`` event, then ``[DONE]``."""
     task = entry.task
-    async with stream:
-        entry.waiting = True
-        try:
-            first = await anext(stream, None)
-        except ChatGpttError as exc:
-            raise from_provider(exc) from None
-        except asyncio.CancelledError:
-            if not entry.ending:
-                raise
-            task.uncancel()
-            raise _shutdown_error() from None
-        entry.waiting = False
-        response = web.StreamResponse(headers=_SSE_HEADERS)
-        await response.prepare(request)
-        frames = ChunkFrames(chat)
-        kept: list[str] | None = [] if chat.include_usage else None
-        opening = frames.role()
-        if first:
-            opening += frames.content(first)
-            if kept is not None:
-                kept.append(first)
-        await response.write(opening)
-        finished = True
-        if first is not None:
+    idle = state.options.idle_timeout
+    watch = Watch()  # one timer for all of the stream's writes
+    try:
+        async with stream:
             entry.waiting = True
             try:
-                async for chunk in stream:
-                    if chunk:
-                        if kept is not None:
-                            kept.append(chunk)
-                        await response.write(frames.content(chunk))
+                first = await anext(stream, None)
             except ChatGpttError as exc:
-                finished = False
-                ending = from_provider(exc).event()
+                raise from_provider(exc) from None
             except asyncio.CancelledError:
                 if not entry.ending:
                     raise
                 task.uncancel()
-                finished = False
-                ending = _shutdown_error().event()
+                raise _shutdown_error() from None
             entry.waiting = False
-    if finished:
-        ending = frames.finish()
-        if kept is not None:
-            counter = state.counter
-            prompt = counter.prompt(chat.model, chat.messages)
-            ending += frames.usage(counter.usage(chat.model, prompt, "".join(kept)))
-    await response.write(ending + _DONE)
-    await response.write_eof()
-    return response
+            response = web.StreamResponse(headers=_SSE_HEADERS)
+            await response.prepare(request)
+            frames = ChunkFrames(chat)
+            kept: list[str] | None = [] if chat.include_usage else None
+            opening = frames.role()
+            if first:
+                opening += frames.content(first)
+                if kept is not None:
+                    kept.append(first)
+            try:
+                await _write(response, watch, opening, idle)
+                finished = True
+                if first is not None:
+                    entry.waiting = True
+                    try:
+                        async for chunk in stream:
+                            if chunk:
+                                if kept is not None:
+                                    kept.append(chunk)
+                                await _write(response, watch, frames.content(chunk), idle)
+                    except _ClientStalledError:
+                        raise
+                    except ChatGpttError as exc:
+                        finished = False
+                        ending = from_provider(exc).event()
+                    except asyncio.CancelledError:
+                        if not entry.ending:
+                            raise
+                        task.uncancel()
+                        finished = False
+                        ending = _shutdown_error().event()
+                    except Exception:  # a bug: the client still gets an ending it can read
+                        _log.exception("the answer failed after its first chunk")
+                        finished = False
+                        ending = for_status(500, "the answer failed; see the server's log").event()
+                    entry.waiting = False
+            except _ClientStalledError:
+                _cut_off(request, idle)
+                return response
+        if finished:
+            ending = frames.finish()
+            if kept is not None:
+                counter = state.counter
+                prompt = counter.prompt(chat.model, chat.messages)
+                ending += frames.usage(counter.usage(chat.model, prompt, "".join(kept)))
+        try:
+            await _write(response, watch, ending + _DONE, idle)
+            await watch.wait(response.write_eof(), asyncio.get_running_loop().time() + idle)
+        except (_ClientStalledError, WaitExpiredError):
+            _cut_off(request, idle)
+        return response
+    finally:
+        watch.close()
 
 
 # --- the application and its runner -------------------------------------------------------------

@@ -8,12 +8,14 @@ import json
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 from chatgptt import ChatGptt, RetryPolicy
 from chatgptt.emulator import Fault
 from chatgptt.openai_api import ESTIMATE, ServeOptions
 from chatgptt.testing import provider_for
+from stages.core import TextStream, stage
 from tests.chatgptt.openai_api.support import sse_data
 
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -429,6 +431,39 @@ async def test_an_interruption_mid_stream_is_an_error_event(start_api, emulator_
     )
     assert ANSWER.startswith(received)
     assert received
+
+
+async def test_a_bug_mid_stream_still_ends_the_stream_readably(
+    start_api, emulator_factory, caplog
+) -> None:
+    """Not a provider error but a bug (here in a custom stage) after the first chunk: the
+    client still gets an error event and ``[DONE]``, not a cut body; the log has the bug."""
+
+    @stage("buggy")
+    async def buggy(exchange: Any) -> Any:
+        text = exchange.text
+
+        async def chunks() -> Any:
+            async for chunk in text:
+                yield chunk
+                raise RuntimeError("a bug in a custom stage")
+
+        return attrs.evolve(exchange, text=TextStream(chunks(), on_close=text.aclose))
+
+    emulator = emulator_factory(token_delay=0.001)
+    provider = provider_for(emulator).edit_pipelines(lambda pipeline: pipeline.append(buggy))
+    api = await start_api(provider)
+    status, raw, _ = await post(
+        api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO, "stream": True}
+    )
+    assert status == 200
+    events = sse_data(raw)
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert set(error) == ERROR_KEYS
+    assert (error["type"], "see the server's log" in error["message"]) == ("server_error", True)
+    assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
+    assert "a bug in a custom stage" in caplog.text
 
 
 async def test_the_default_provider_needs_no_arguments() -> None:

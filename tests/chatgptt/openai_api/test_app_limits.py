@@ -4,7 +4,9 @@ stream flow, a client hanging up cancels its upstream request, and the graceful 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from chatgptt.testing import provider_for
 from tests.chatgptt.openai_api.support import (
     PROC_TCP,
     listening_sockets,
+    post_request,
     read_reply,
     sse_data,
     until_refused,
@@ -27,6 +30,7 @@ from tests.chatgptt.openai_api.support import (
 HELLO = [{"role": "user", "content": "Hello"}]
 STREAM = {"model": "gpt-4o", "messages": HELLO, "stream": True}
 ANSWER = "Hello from upstream: Hello"
+PATH = "/v1/chat/completions"
 #: The answer stops after its first piece for 30 s (until the client leaves).
 STALL = Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0)
 
@@ -168,6 +172,75 @@ async def test_a_client_hanging_up_closes_the_upstream_stream(
     async with client.post(api.base + "/chat/completions", json=STREAM) as reply:
         text, _ = events_text(await reply.read())
     assert text == ANSWER  # the one admitted slot and its connection are free again
+
+
+@needs_proc
+async def test_a_client_that_stops_reading_is_cut_off(start_api, emulator_factory, client) -> None:
+    """A client that keeps its connection open but reads nothing: aiohttp's writes would
+    wait for it forever, holding the slot and the upstream stream. Once a write has waited
+    ``idle_timeout``, the connection is closed, and the slot and upstream go with it."""
+    emulator = emulator_factory(token_delay=0.0, token_chars=4000, answer_chars=16_000_000)
+    options = ServeOptions(max_concurrency=1, grace=1, idle_timeout=0.3)
+    api = await start_api(stalled(emulator), options)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: fills fast
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
+    _, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(post_request(PATH, json.dumps(STREAM).encode()))
+        await writer.drain()
+        await wait_until(lambda: bool(api.state.in_flight))
+        await wait_until(lambda: listening_sockets(emulator.port) == 1)  # upstream, in use
+        # Nothing is read, ever: the server gives up on the client on its own.
+        await wait_until(lambda: not api.state.in_flight, seconds=30)
+        await wait_until(lambda: listening_sockets(emulator.port) == 0)
+    finally:
+        writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    async with client.post(api.base + "/chat/completions", json=STREAM) as reply:
+        assert reply.status == 200  # the one slot is free again
+        reply.close()
+
+
+@needs_proc
+async def test_a_large_whole_answer_reaches_a_reader_and_is_cut_off_for_a_stalled_one(
+    start_api, emulator_factory, client
+) -> None:
+    """A ``chat.completion`` larger than the socket's buffer is written under the same bound
+    as a stream: whole to a client that reads, cut off for one that does not."""
+    emulator = emulator_factory(token_delay=0.0, token_chars=4000, answer_chars=3_000_000)
+    options = ServeOptions(max_concurrency=1, grace=1, idle_timeout=0.3)
+    api = await start_api(stalled(emulator), options)
+    whole = {"model": "gpt-4o", "messages": HELLO}
+    async with client.post(api.base + "/chat/completions", json=whole) as reply:
+        assert reply.status == 200
+        assert (reply.content_length or 0) > 3_000_000
+        completion = await reply.json()
+    assert len(completion["choices"][0]["message"]["content"]) == 3_000_000
+    assert completion["usage"]["completion_tokens"] > 0
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(post_request(PATH, json.dumps(whole).encode()))
+        await writer.drain()
+        await wait_until(lambda: bool(api.state.in_flight))
+        await wait_until(lambda: not api.state.in_flight, seconds=30)
+        # What did arrive is the start of the answer, then the server closed the connection.
+        received = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(reader.read(1 << 16), 10):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert len(received) < 3_000_000
+    finally:
+        writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 # --- stopping ---------------------------------------------------------------------------------
