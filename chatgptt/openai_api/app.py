@@ -696,7 +696,7 @@ def make_app(
     """
     options = options or ServeOptions()
     app = web.Application(client_max_size=options.max_body_bytes)
-    app[STATE_KEY] = ServerState(provider, options, counter)
+    app[STATE_KEY] = ServerState(passing_rate_limits(provider), options, counter)
     routes = app.router
     routes.add_get("/health", _guarded(_health, v1=False), expect_handler=_expect)
     routes.add_get("/v1/models", _guarded(_models), expect_handler=_expect)
@@ -708,6 +708,19 @@ def make_app(
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close_pool)
     return app
+
+
+def passing_rate_limits(provider: type[ChatGptt]) -> type[ChatGptt]:
+    """``provider``, or a subclass of it that passes a site's rate limit on at once.
+
+    The library waits out a ``Retry-After`` (up to ``max_retry_after``) before it retries;
+    behind the server that wait would come on top of the client's own, since OpenAI's clients
+    wait ``Retry-After`` and retry a 429 themselves. Every other retry is kept.
+    """
+    policy = provider.retry_policy
+    if policy.max_retry_after == 0:
+        return provider
+    return provider.derive(None, retry_policy=attrs.evolve(policy, max_retry_after=0.0))
 
 
 class _Connection(web.RequestHandler):

@@ -75,7 +75,7 @@ class OpenAIError(Exception):
         self.kind = kind
         self.param = param
         self.code = code
-        self.headers = headers or {}
+        self.headers = dict(headers) if headers else {}
 
     def body(self) -> dict[str, Any]:
         """The error object."""
@@ -101,13 +101,19 @@ def _retry_after(seconds: float | None) -> dict[str, str]:
     return {"Retry-After": str(math.ceil(seconds))}
 
 
+#: Tells OpenAI's SDKs not to retry (they retry every 429 and 5xx by default): the site's
+#: guest token limit and its bot protection do not go away in the seconds a retry waits.
+_FINAL = {"x-should-retry": "false"}
+
+
 def from_provider(exc: ChatGpttError) -> OpenAIError:
     """The provider's error as the status that says who failed and what the client can do.
 
     A bad request is 400 (404 for an unknown model); the site refusing the message is 400;
     its rate limit is 429 with its ``Retry-After``, its guest token limit 429
     ``insufficient_quota``; a timeout is 504; anything else the site or the network did is
-    502. The message is the provider's own, which carries no secret.
+    502. The message is the provider's own, which carries no secret. The failures a retry
+    cannot mend (the token limit, bot protection) carry ``x-should-retry: false``.
     """
     message = str(exc)
     if isinstance(exc, UnknownModelError):
@@ -129,13 +135,15 @@ def from_provider(exc: ChatGpttError) -> OpenAIError:
             headers=_retry_after(exc.retry_after),
         )
     if isinstance(exc, TokenLimitError):
-        return OpenAIError(429, message, "insufficient_quota", code="insufficient_quota")
+        return OpenAIError(
+            429, message, "insufficient_quota", code="insufficient_quota", headers=_FINAL
+        )
     if isinstance(exc, ProviderTimeoutError):
         return OpenAIError(504, message, SERVER_ERROR, code="upstream_timeout")
     if isinstance(exc, ProviderConnectionError):
         return OpenAIError(502, message, SERVER_ERROR, code="upstream_unreachable")
     if isinstance(exc, BotProtectionError):
-        return OpenAIError(502, message, SERVER_ERROR, code="bot_protection")
+        return OpenAIError(502, message, SERVER_ERROR, code="bot_protection", headers=_FINAL)
     return OpenAIError(502, message, SERVER_ERROR, code="upstream_error")
 
 

@@ -413,6 +413,46 @@ async def test_site_failures_map_to_statuses(start_api, emulator_factory, fake_s
     assert openai_error(raw)["code"] == "insufficient_quota"
 
 
+@pytest.mark.parametrize("retry_after", ["7", "0"])
+async def test_the_sites_rate_limit_is_passed_on_at_once(
+    start_api, emulator_factory, fake_sleep, retry_after
+) -> None:
+    """OpenAI's clients wait ``Retry-After`` and retry a 429 themselves: the server passes
+    it on without waiting it out first (a 429 that asks for no wait is still retried)."""
+    fault = Fault(kind="status", status=429, retry_after=retry_after, times=1)
+    emulator = emulator_factory(faults=[fault])
+    provider = provider_for(emulator, retry_policy=RetryPolicy(sleep=fake_sleep))
+    assert provider.retry_policy.max_retry_after == 30.0  # the library's own default
+    api = await start_api(provider)
+    status, raw, reply = await post(
+        api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO}
+    )
+    if retry_after == "7":
+        assert (status, reply.headers["Retry-After"]) == (429, "7")
+        assert emulator.stats.ajax_requests == 1  # not sent again
+        assert fake_sleep.delays == []  # nor waited for
+        assert "x-should-retry" not in reply.headers  # the client's retry will succeed
+    else:
+        assert status == 200
+        assert json.loads(raw)["choices"][0]["message"]["content"] == ANSWER
+        assert emulator.stats.ajax_requests == 2
+    assert provider.retry_policy.max_retry_after == 30.0  # the caller's class is unchanged
+
+
+async def test_what_a_retry_cannot_mend_tells_the_sdk_not_to_retry(
+    start_api, emulator_factory
+) -> None:
+    emulator = emulator_factory(
+        faults=[Fault(kind="control", flag="tokenLimitReached", message="limit")]
+    )
+    api = await start_api(provider_for(emulator))
+    status, raw, reply = await post(
+        api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO}
+    )
+    assert (status, openai_error(raw)["code"]) == (429, "insufficient_quota")
+    assert reply.headers["x-should-retry"] == "false"
+
+
 async def test_an_interruption_mid_stream_is_an_error_event(start_api, emulator_factory) -> None:
     emulator = emulator_factory(token_delay=0.001, faults=[Fault(kind="drop", after_tokens=2)])
     api = await start_api(provider_for(emulator))
@@ -470,4 +510,7 @@ async def test_the_default_provider_needs_no_arguments() -> None:
     """``make_app()`` serves chatgptt.me (not contacted here)."""
     from chatgptt.openai_api import STATE_KEY, make_app
 
-    assert make_app()[STATE_KEY].provider is ChatGptt
+    served = make_app()[STATE_KEY].provider
+    assert issubclass(served, ChatGptt)
+    assert (served.url, served.__name__) == (ChatGptt.url, "ChatGptt")
+    assert served.retry_policy.max_retry_after == 0  # the site's 429 is the client's to wait

@@ -44,6 +44,9 @@ def test_the_providers_errors_map_to_statuses(error, status, code) -> None:
     assert mapped.message == str(error)
     if isinstance(error, errors.RateLimitError):
         assert mapped.headers == {"Retry-After": "3"}  # rounded up
+    # What a retry cannot mend says so to OpenAI's SDKs, which retry every 429 and 5xx.
+    final = isinstance(error, errors.TokenLimitError | errors.BotProtectionError)
+    assert (mapped.headers.get("x-should-retry") == "false") is final
 
 
 def test_a_rate_limit_without_a_wait_has_no_retry_after() -> None:
