@@ -4,7 +4,10 @@ One process handles SIGINT and SIGTERM itself: it stops accepting, gives the ans
 ``grace`` seconds (a second signal cuts that short), ends the rest and exits 0. With
 ``workers > 1``, gunicorn's arbiter binds the port and runs that many processes, each one
 aiohttp's ``GunicornWebWorker`` serving the same application; gunicorn relays the signals,
-and each worker drains the same way.
+and each worker drains the same way. A worker often gets one stop request twice (a Ctrl-C
+reaches every process of the terminal's group and the arbiter relays it; so does a service
+manager's SIGTERM to the whole group): signals within :data:`ECHO` seconds of the previous
+one are that same request, a later one cuts the grace short.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import asyncio
 import contextlib
 import ipaddress
 import math
+import os
 import signal
 import sys
+import time
+from types import FrameType
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -28,6 +34,8 @@ __all__ = ["BACKLOG", "api_url", "is_loopback", "serve"]
 
 #: The listen queue: a burst of a thousand clients connecting at once waits there.
 BACKLOG = 2048
+#: Seconds within which a worker takes another stop signal for an echo of the last one.
+ECHO = 0.5
 
 
 def is_loopback(host: str) -> bool:
@@ -149,9 +157,13 @@ def _run_workers(
     except ImportError:
         raise ChatGpttError("--workers needs gunicorn: pip install 'chatgptt[serve]'") from None
 
+    served: list[web.Application] = []  # in each worker (a fork): the app it serves
+
     async def factory() -> web.AppRunner:
         # Called in each worker: its own application, pool and loop.
-        return make_runner(make_app(provider, options, counter=counter))
+        app = make_app(provider, options, counter=counter)
+        served.append(app)
+        return make_runner(app)
 
     def when_ready(arbiter: Any) -> None:
         bound = int(arbiter.LISTENERS[0].sock.getsockname()[1])
@@ -160,7 +172,7 @@ def _run_workers(
     settings: dict[str, Any] = {
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
         "workers": workers,
-        "worker_class": "aiohttp.GunicornWebWorker",
+        "worker_class": _worker_class(served, options.grace, out),
         # Past this gunicorn kills the workers: after the grace and the ending of answers.
         "graceful_timeout": math.ceil(options.grace + END_TIMEOUT) + 5,
         "backlog": BACKLOG,
@@ -186,6 +198,44 @@ def _run_workers(
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def _worker_class(served: list[web.Application], grace: float, out: TextIO) -> type[Any]:
+    """aiohttp's gunicorn worker, stopping as the single process does: it says how many
+    answers the grace is for, and a second stop request (not an echo of the first, see
+    :data:`ECHO`) ends the grace at once."""
+    from aiohttp.worker import GunicornWebWorker
+
+    class Worker(GunicornWebWorker):
+        last_signal: float | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:  # SIGTERM
+            self._stop_requested()
+            super().handle_exit(sig, frame)
+
+        def handle_quit(self, sig: int, frame: FrameType | None) -> None:  # SIGINT, SIGQUIT
+            self._stop_requested()
+            super().handle_quit(sig, frame)
+
+        def _stop_requested(self) -> None:
+            now = time.monotonic()
+            last, self.last_signal = self.last_signal, now
+            if not served:  # stopped before it served
+                return
+            state = served[-1][STATE_KEY]
+            if last is None:
+                busy = len(state.in_flight)
+                if busy:
+                    print(
+                        f"worker {os.getpid()} stopping: {busy} answers in flight get "
+                        f"{grace:g} s to finish (signal again to end them now)",
+                        file=out,
+                        flush=True,
+                    )
+            elif now - last >= ECHO:
+                state.hurry()
+
+    return Worker
 
 
 def serve(

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from chatgptt import ChatGptt
 from chatgptt.emulator import Fault
 from chatgptt.openai_api import ServeOptions
-from chatgptt.openai_api.serve import _announce
+from chatgptt.openai_api.serve import ECHO, _announce
 from chatgptt.openai_api.usage import ESTIMATE
 from tests.chatgptt.openai_api.support import ServeProcess, sse_data, until_refused, wait_until
 
@@ -88,6 +90,33 @@ async def test_a_second_ctrl_c_ends_the_grace(emulator_factory) -> None:
             reply.release()
         assert await asyncio.to_thread(server.wait, 30) == 0
     assert sse_data(received)[-1] == "[DONE]"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+async def test_with_workers_a_second_ctrl_c_ends_the_grace(emulator_factory) -> None:
+    """Ctrl-C reaches every process of the terminal's group, and the arbiter relays it: a
+    worker takes that echo for the same request, and a second Ctrl-C for a second one."""
+    emulator = emulator_factory(
+        faults=[Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0)]
+    )
+    with ServeProcess("--url", emulator.url, "--workers", "2", "--grace", "60") as server:
+        await wait_until(lambda: len(children_of(server.process.pid)) == 2)
+        async with aiohttp.ClientSession() as client:
+            reply, received = await first_piece(client, server.base + "/chat/completions")
+            os.killpg(server.process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+            line = await asyncio.to_thread(server.wait_for_line, r"worker \d+ stopping: 1 ")
+            assert "get 60 s to finish" in line.string
+            started = time.monotonic()
+            while time.monotonic() - started < 2 * ECHO:  # well past the first's echoes
+                await asyncio.sleep(0.05)
+            assert not reply.content.at_eof()  # the grace held meanwhile
+            os.killpg(server.process.pid, signal.SIGINT)
+            received += await asyncio.wait_for(reply.read(), 20)  # not the 60 s grace
+            reply.release()
+        assert await asyncio.to_thread(server.wait, 30) == 0
+    events = sse_data(received)
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["error"]["code"] == "server_shutting_down"
 
 
 def alive(pid: int) -> bool:
