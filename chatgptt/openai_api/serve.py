@@ -173,8 +173,10 @@ def _run_workers(
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
         "workers": workers,
         "worker_class": _worker_class(served, options.grace, out),
-        # Past this gunicorn kills the workers: after the grace and the ending of answers.
-        "graceful_timeout": math.ceil(options.grace + END_TIMEOUT) + 5,
+        # Past this gunicorn kills the workers: after the grace, the ending of the answers
+        # (END_TIMEOUT), aiohttp's shutdown of the connections (END_TIMEOUT again), and up to
+        # a second for the worker to notice the signal.
+        "graceful_timeout": math.ceil(options.grace + 2 * END_TIMEOUT) + 5,
         "backlog": BACKLOG,
         "loglevel": "warning",
         "errorlog": "-",
