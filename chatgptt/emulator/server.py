@@ -97,6 +97,7 @@ class EmulatorServer(_Handles):
         self.host = host
         self._requested_port = port
         self._runner: web.AppRunner | None = None
+        self._listening: asyncio.Server | None = None
         self._port: int | None = None
 
     @property
@@ -121,18 +122,36 @@ class EmulatorServer(_Handles):
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
+        assert runner.server is not None  # made by setup()
         try:
-            site = web.TCPSite(runner, self.host, self._requested_port)
-            await site.start()
+            # Listening as web.TCPSite would, but with a server of our own: stop() stops it
+            # accepting before it closes.
+            listening = await asyncio.get_running_loop().create_server(
+                runner.server, self.host, self._requested_port
+            )
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._runner, self._listening = runner, listening
+        self._port = int(listening.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop listening and end the requests in flight (stalls end at once)."""
         runner, self._runner = self._runner, None
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            # Accept nothing more, and let the connections already accepted reach aiohttp,
+            # which ends them below: asyncio hands one over two loop turns after accepting
+            # it. Closing the listening server first would drop one still on its way (on
+            # Python 3.11 its transport fails to attach to the closed server) without
+            # closing it: its socket would stay open until the garbage collector reports it
+            # unclosed, in whatever code it then runs in (another test, a session's end).
+            loop = asyncio.get_running_loop()
+            for sock in listening.sockets:
+                loop.remove_reader(sock)
+            for _ in range(2):
+                await asyncio.sleep(0)
+            listening.close()
         if runner is not None:
             await runner.cleanup()
 
