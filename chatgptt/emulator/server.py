@@ -37,6 +37,8 @@ DEFAULT_PORT = 8080
 # Handlers still running this long after the stop begins are cancelled. Stalls and pacing
 # end at once on stop, so this only bounds a misbehaving custom model.
 _SHUTDOWN_TIMEOUT = 1.0
+#: The queue of connections not yet accepted (web.TCPSite's default, which it listened with).
+_BACKLOG = 128
 _THREAD_START_TIMEOUT = 30.0
 
 
@@ -127,7 +129,7 @@ class EmulatorServer(_Handles):
             # Listening as web.TCPSite would, but with a server of our own: stop() stops it
             # accepting before it closes.
             listening = await asyncio.get_running_loop().create_server(
-                runner.server, self.host, self._requested_port
+                runner.server, self.host, self._requested_port, backlog=_BACKLOG
             )
         except BaseException:
             await runner.cleanup()
