@@ -477,13 +477,45 @@ class _ClientStalledError(Exception):
     """The client left what was written unread for longer than ``idle_timeout``."""
 
 
-async def _write(response: web.StreamResponse, watch: Watch, data: bytes, idle: float) -> None:
-    """Write ``data``; :class:`_ClientStalledError` when the client does not take it within
-    ``idle`` seconds (aiohttp's writes wait for the client without a limit of their own)."""
-    try:
-        await watch.wait(response.write(data), asyncio.get_running_loop().time() + idle)
-    except WaitExpiredError:
-        raise _ClientStalledError() from None
+class _BoundedWriter:
+    """Writes a response whose client must take it within ``idle`` seconds a write.
+
+    aiohttp's writes wait for a client that does not read without a limit of their own,
+    holding the request's slot and its upstream stream. A write the connection's buffer
+    takes at once cannot wait, so only the others are timed (one timer for the response).
+    """
+
+    __slots__ = ("_high", "_idle", "_response", "_transport", "_watch")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, idle: float) -> None:
+        transport = request.transport
+        self._transport = transport
+        self._high = 0 if transport is None else transport.get_write_buffer_limits()[1]
+        self._response = response
+        self._idle = idle
+        self._watch = Watch()
+
+    async def write(self, data: bytes) -> None:
+        """Write ``data``; :class:`_ClientStalledError` when the client leaves it unread."""
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() + len(data) <= self._high:
+            await self._response.write(data)
+            return
+        await self._timed(self._response.write(data))
+
+    async def write_eof(self) -> None:
+        """End the response (its last bytes are timed as any write)."""
+        await self._timed(self._response.write_eof())
+
+    async def _timed(self, write: Awaitable[None]) -> None:
+        try:
+            await self._watch.wait(write, asyncio.get_running_loop().time() + self._idle)
+        except WaitExpiredError:
+            raise _ClientStalledError() from None
+
+    def close(self) -> None:
+        """Drop the timer (the response is done)."""
+        self._watch.close()
 
 
 def _cut_off(request: web.Request, idle: float) -> None:
@@ -499,14 +531,14 @@ async def _send_large(request: web.Request, body: bytes, idle: float) -> web.Str
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.content_length = len(body)
     await response.prepare(request)
-    watch = Watch()
+    writer = _BoundedWriter(request, response, idle)
     try:
-        await _write(response, watch, body, idle)
-        await watch.wait(response.write_eof(), asyncio.get_running_loop().time() + idle)
-    except (_ClientStalledError, WaitExpiredError):
+        await writer.write(body)
+        await writer.write_eof()
+    except _ClientStalledError:
         _cut_off(request, idle)
     finally:
-        watch.close()
+        writer.close()
     return response
 
 
@@ -595,7 +627,7 @@ async def _relay(
     (the status line is sent) an ``error`` event, then ``[DONE]``."""
     task = entry.task
     idle = state.options.idle_timeout
-    watch = Watch()  # one timer for all of the stream's writes
+    writer: _BoundedWriter | None = None
     try:
         async with stream:
             entry.waiting = True
@@ -611,6 +643,7 @@ async def _relay(
             entry.waiting = False
             response = web.StreamResponse(headers=_SSE_HEADERS)
             await response.prepare(request)
+            writer = _BoundedWriter(request, response, idle)
             frames = ChunkFrames(chat)
             kept: list[str] | None = [] if chat.include_usage else None
             opening = frames.role()
@@ -619,7 +652,7 @@ async def _relay(
                 if kept is not None:
                     kept.append(first)
             try:
-                await _write(response, watch, opening, idle)
+                await writer.write(opening)
                 finished = True
                 if first is not None:
                     entry.waiting = True
@@ -628,7 +661,7 @@ async def _relay(
                             if chunk:
                                 if kept is not None:
                                     kept.append(chunk)
-                                await _write(response, watch, frames.content(chunk), idle)
+                                await writer.write(frames.content(chunk))
                     except _ClientStalledError:
                         raise
                     except ChatGpttError as exc:
@@ -655,13 +688,14 @@ async def _relay(
                 prompt = counter.prompt(chat.model, chat.messages)
                 ending += frames.usage(counter.usage(chat.model, prompt, "".join(kept)))
         try:
-            await _write(response, watch, ending + _DONE, idle)
-            await watch.wait(response.write_eof(), asyncio.get_running_loop().time() + idle)
-        except (_ClientStalledError, WaitExpiredError):
+            await writer.write(ending + _DONE)
+            await writer.write_eof()
+        except _ClientStalledError:
             _cut_off(request, idle)
         return response
     finally:
-        watch.close()
+        if writer is not None:
+            writer.close()
 
 
 # --- the application and its runner -------------------------------------------------------------
