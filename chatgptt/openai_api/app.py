@@ -38,7 +38,7 @@ from chatgptt.openai_api.errors import (
 )
 from chatgptt.openai_api.usage import ESTIMATE, UsageCounter
 from chatgptt.session import SessionOptions, make_session
-from stages.errors import ChatGpttError, redact_url
+from stages.errors import ChatGpttError, RateLimitError, redact_url
 from stages.watch import WaitExpiredError, Watch
 
 __all__ = [
@@ -485,20 +485,28 @@ class _BoundedWriter:
     takes at once cannot wait, so only the others are timed (one timer for the response).
     """
 
-    __slots__ = ("_high", "_idle", "_response", "_transport", "_watch")
+    __slots__ = ("_high", "_idle", "_protocol", "_response", "_transport", "_watch")
 
     def __init__(self, request: web.Request, response: web.StreamResponse, idle: float) -> None:
         transport = request.transport
         self._transport = transport
+        self._protocol = request.protocol
         self._high = 0 if transport is None else transport.get_write_buffer_limits()[1]
         self._response = response
         self._idle = idle
         self._watch = Watch()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         """Write ``data``; :class:`_ClientStalledError` when the client leaves it unread."""
         transport = self._transport
-        if transport is not None and transport.get_write_buffer_size() + len(data) <= self._high:
+        # Cannot wait: writing is not paused (aiohttp's drain waits only while it is, until
+        # the buffer is down to its low mark) and this write keeps the buffer under its high
+        # mark, so it does not pause it either.
+        if (
+            transport is not None
+            and not self._protocol.writing_paused
+            and transport.get_write_buffer_size() + len(data) <= self._high
+        ):
             await self._response.write(data)
             return
         await self._timed(self._response.write(data))
@@ -532,8 +540,12 @@ async def _send_large(request: web.Request, body: bytes, idle: float) -> web.Str
     response.content_length = len(body)
     await response.prepare(request)
     writer = _BoundedWriter(request, response, idle)
+    view = memoryview(body)
     try:
-        await writer.write(body)
+        # In slices, each with its own limit: a client that reads steadily, however slowly,
+        # is never cut off; one that stops for ``idle`` seconds is.
+        for start in range(0, len(view), _BUFFERED):
+            await writer.write(view[start : start + _BUFFERED])
         await writer.write_eof()
     except _ClientStalledError:
         _cut_off(request, idle)
@@ -662,8 +674,8 @@ async def _relay(
                                 if kept is not None:
                                     kept.append(chunk)
                                 await writer.write(frames.content(chunk))
-                    except _ClientStalledError:
-                        raise
+                    except (_ClientStalledError, ConnectionError):
+                        raise  # the client stalled, or is gone (aiohttp ends the request)
                     except ChatGpttError as exc:
                         finished = False
                         ending = from_provider(exc).event()
@@ -744,17 +756,33 @@ def make_app(
     return app
 
 
-def passing_rate_limits(provider: type[ChatGptt]) -> type[ChatGptt]:
-    """``provider``, or a subclass of it that passes a site's rate limit on at once.
+class _PassingRateLimits:
+    """A ``retry_on`` that declines the site's 429s asking for a wait, else asks ``inner``."""
 
-    The library waits out a ``Retry-After`` (up to ``max_retry_after``) before it retries;
-    behind the server that wait would come on top of the client's own, since OpenAI's clients
-    wait ``Retry-After`` and retry a 429 themselves. Every other retry is kept.
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Callable[[BaseException], bool]) -> None:
+        self.inner = inner
+
+    def __call__(self, exc: BaseException) -> bool:
+        if isinstance(exc, RateLimitError) and exc.status == 429 and (exc.retry_after or 0) > 0:
+            return False
+        return self.inner(exc)
+
+
+def passing_rate_limits(provider: type[ChatGptt]) -> type[ChatGptt]:
+    """A subclass of ``provider`` that passes the site's rate limit (a 429 with a
+    ``Retry-After``) on at once.
+
+    The library waits out a ``Retry-After`` before it retries; behind the server that wait
+    would come on top of the client's own, since OpenAI's clients wait ``Retry-After`` and
+    retry a 429 themselves. Every other retry is kept, a 5xx with a ``Retry-After`` included.
     """
     policy = provider.retry_policy
-    if policy.max_retry_after == 0:
+    if isinstance(policy.retry_on, _PassingRateLimits):
         return provider
-    return provider.derive(None, retry_policy=attrs.evolve(policy, max_retry_after=0.0))
+    passing = attrs.evolve(policy, retry_on=_PassingRateLimits(policy.retry_on))
+    return provider.derive(None, retry_policy=passing)
 
 
 class _Connection(web.RequestHandler):

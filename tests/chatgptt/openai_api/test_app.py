@@ -3,6 +3,7 @@ conversations, health, the API key, and every error in OpenAI's shape."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from typing import Any
@@ -16,7 +17,7 @@ from chatgptt.emulator import Fault
 from chatgptt.openai_api import ESTIMATE, ServeOptions
 from chatgptt.testing import provider_for
 from stages.core import TextStream, stage
-from tests.chatgptt.openai_api.support import sse_data
+from tests.chatgptt.openai_api.support import sse_data, wait_until
 
 HELLO = [{"role": "user", "content": "Hello"}]
 ANSWER = "Hello from upstream: Hello"
@@ -413,30 +414,34 @@ async def test_site_failures_map_to_statuses(start_api, emulator_factory, fake_s
     assert openai_error(raw)["code"] == "insufficient_quota"
 
 
-@pytest.mark.parametrize("retry_after", ["7", "0"])
+@pytest.mark.parametrize(
+    ("status", "retry_after"), [(429, "7"), (429, "0"), (503, "2"), (502, "2")]
+)
 async def test_the_sites_rate_limit_is_passed_on_at_once(
-    start_api, emulator_factory, fake_sleep, retry_after
+    start_api, emulator_factory, fake_sleep, status, retry_after
 ) -> None:
     """OpenAI's clients wait ``Retry-After`` and retry a 429 themselves: the server passes
-    it on without waiting it out first (a 429 that asks for no wait is still retried)."""
-    fault = Fault(kind="status", status=429, retry_after=retry_after, times=1)
+    the site's 429 on without waiting it out first. A 429 that asks for no wait, and a 5xx
+    with a ``Retry-After``, are still retried here."""
+    fault = Fault(kind="status", status=status, retry_after=retry_after, times=1)
     emulator = emulator_factory(faults=[fault])
     provider = provider_for(emulator, retry_policy=RetryPolicy(sleep=fake_sleep))
-    assert provider.retry_policy.max_retry_after == 30.0  # the library's own default
     api = await start_api(provider)
-    status, raw, reply = await post(
+    answered, raw, reply = await post(
         api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO}
     )
-    if retry_after == "7":
-        assert (status, reply.headers["Retry-After"]) == (429, "7")
+    if (status, retry_after) == (429, "7"):
+        assert (answered, reply.headers["Retry-After"]) == (429, "7")
         assert emulator.stats.ajax_requests == 1  # not sent again
         assert fake_sleep.delays == []  # nor waited for
         assert "x-should-retry" not in reply.headers  # the client's retry will succeed
     else:
-        assert status == 200
+        assert answered == 200, raw
         assert json.loads(raw)["choices"][0]["message"]["content"] == ANSWER
         assert emulator.stats.ajax_requests == 2
-    assert provider.retry_policy.max_retry_after == 30.0  # the caller's class is unchanged
+        assert fake_sleep.delays == [float(retry_after)]
+    # The caller's class is unchanged: the server serves a subclass of it.
+    assert provider.retry_policy.retry_on is RetryPolicy().retry_on
 
 
 async def test_what_a_retry_cannot_mend_tells_the_sdk_not_to_retry(
@@ -506,6 +511,39 @@ async def test_a_bug_mid_stream_still_ends_the_stream_readably(
     assert "a bug in a custom stage" in caplog.text
 
 
+async def test_a_client_gone_mid_stream_is_not_logged_as_a_bug(
+    start_api, emulator_factory, caplog
+) -> None:
+    """A write that finds the client gone (its reset seen before the handler was cancelled)
+    ends the request as aiohttp ends any hang-up, not as a failure of the answer."""
+    connections: list[Any] = []
+
+    @stage("hang_up")
+    async def hang_up(exchange: Any) -> Any:
+        text = exchange.text
+
+        async def chunks() -> Any:
+            first = True
+            async for chunk in text:
+                if not first:  # mid-stream: the client's reset, seen before the next write
+                    for connection in connections[0].server.connections:
+                        connection.transport.close()
+                first = False
+                yield chunk
+
+        return attrs.evolve(exchange, text=TextStream(chunks(), on_close=text.aclose))
+
+    emulator = emulator_factory(token_delay=0.001)
+    api = await start_api(provider_for(emulator).edit_pipelines(lambda p: p.append(hang_up)))
+    connections.append(api.runner)
+    with contextlib.suppress(aiohttp.ClientError):
+        await post(
+            api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO, "stream": True}
+        )
+    await wait_until(lambda: not api.state.in_flight)
+    assert "the answer failed" not in caplog.text
+
+
 async def test_the_default_provider_needs_no_arguments() -> None:
     """``make_app()`` serves chatgptt.me (not contacted here)."""
     from chatgptt.openai_api import STATE_KEY, make_app
@@ -513,4 +551,4 @@ async def test_the_default_provider_needs_no_arguments() -> None:
     served = make_app()[STATE_KEY].provider
     assert issubclass(served, ChatGptt)
     assert (served.url, served.__name__) == (ChatGptt.url, "ChatGptt")
-    assert served.retry_policy.max_retry_after == 0  # the site's 429 is the client's to wait
+    assert make_app(served)[STATE_KEY].provider is served  # derived once, not per app

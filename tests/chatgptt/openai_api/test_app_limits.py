@@ -12,10 +12,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_writer import StreamWriter
+from aiohttp.test_utils import make_mocked_request
 
 from chatgptt import RetryPolicy
 from chatgptt.emulator import Fault
 from chatgptt.openai_api import ServeOptions
+from chatgptt.openai_api.app import _BoundedWriter, _ClientStalledError
 from chatgptt.testing import provider_for
 from tests.chatgptt.openai_api.support import (
     PROC_TCP,
@@ -238,6 +243,109 @@ async def test_a_large_whole_answer_reaches_a_reader_and_is_cut_off_for_a_stalle
         writer.close()
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
+
+
+class StalledSocket(asyncio.Transport):
+    """Stands in for the socket of a client that stopped reading: what is written stays in
+    its buffer, whose size the test sets (as the client's earlier reads would have)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return self.size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16 * 1024, 64 * 1024)
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def write(self, data: Any) -> None:
+        self.size += len(data)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class ServerProtocol(BaseProtocol):
+    """aiohttp's flow control of a server connection (the request keeps its writer)."""
+
+    writer: Any = None
+    ssl_context = peername = sockname = None
+
+
+async def test_a_write_while_writing_is_paused_is_timed() -> None:
+    """Writing paused (the buffer went over its high mark) and the client since read a
+    little: the buffer is below the high mark but above the low one, where aiohttp's drain
+    still waits. A small write there must be timed like any other, or a client that stops
+    reading at that moment holds the request for ever."""
+    loop = asyncio.get_running_loop()
+    socket_ = StalledSocket()
+    protocol = ServerProtocol(loop)
+    protocol.connection_made(socket_)
+    writer = StreamWriter(protocol, loop)
+    request = make_mocked_request("POST", PATH, writer=writer, transport=socket_, protocol=protocol)
+    response = web.StreamResponse()
+    await response.prepare(request)
+    bounded = _BoundedWriter(request, response, 0.2)
+    try:
+        await bounded.write(b"x" * 64_000)  # the buffer takes it: no wait
+        protocol.pause_writing()  # it went over the high mark...
+        socket_.size = 20_000  # ...and the client read some, not down to the low mark
+        with pytest.raises(_ClientStalledError):
+            await asyncio.wait_for(bounded.write(b"y" * 2_000), 10)  # not the 10 s: 0.2
+    finally:
+        bounded.close()
+
+
+@needs_proc
+async def test_a_slow_but_steady_reader_gets_a_large_answer_whole(
+    start_api, emulator_factory
+) -> None:
+    """The limit is on the client's pauses, not on the time the whole answer takes: a
+    reader that takes longer than ``idle_timeout`` for a large answer, but never pauses that
+    long, gets all of it."""
+    emulator = emulator_factory(token_delay=0.0, token_chars=4000, answer_chars=2_000_000)
+    options = ServeOptions(max_concurrency=1, grace=1, idle_timeout=0.8)
+    api = await start_api(stalled(emulator), options)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    loop = asyncio.get_running_loop()
+    server = api.runner.server
+    assert server is not None
+    await wait_until(lambda: bool(server.connections))
+    for connection in server.connections:  # a kernel buffer far smaller than the answer
+        assert connection.transport is not None
+        accepted = connection.transport.get_extra_info("socket")
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    try:
+        body = json.dumps({"model": "gpt-4o", "messages": HELLO}).encode()
+        writer.write(post_request(PATH, body))
+        await writer.drain()
+        received = b""
+        started = loop.time()
+        while chunk := await asyncio.wait_for(reader.read(16 * 1024), 10):
+            received += chunk
+            await asyncio.sleep(0.01)  # the slow reader under test, not a wait for an event
+        took = loop.time() - started
+    finally:
+        writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert len(json.loads(payload)["choices"][0]["message"]["content"]) == 2_000_000
+    assert took > options.idle_timeout  # longer than the limit in all, and not cut off
 
 
 # --- stopping ---------------------------------------------------------------------------------
