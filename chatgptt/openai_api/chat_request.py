@@ -267,34 +267,20 @@ def _content_text(content: object, where: str) -> str:
     )
 
 
-def _function(function: object, where: str) -> tuple[str, str]:
-    """``(name, arguments)`` of a called function."""
-    if not isinstance(function, dict):
-        raise _bad(f"{where} must be an object, got {_type_name(function)}", "messages")
-    name = function.get("name")
+def _called(call: object, where: str, given: str) -> tuple[str, str]:
+    """``(name, what it was given)`` of a called function (``given="arguments"``) or custom
+    tool (``given="input"``, free text)."""
+    if not isinstance(call, dict):
+        raise _bad(f"{where} must be an object, got {_type_name(call)}", "messages")
+    name = call.get("name")
     if not isinstance(name, str):
         raise _bad(f"{where}.name must be a string, got {_type_name(name)}", "messages")
-    arguments = function.get("arguments")
-    if arguments is None:
-        arguments = ""
-    elif not isinstance(arguments, str):
-        raise _bad(f"{where}.arguments must be a string, got {_type_name(arguments)}", "messages")
-    return name, arguments
-
-
-def _custom(custom: object, where: str) -> tuple[str, str]:
-    """``(name, input)`` of a called custom tool (its input is free text)."""
-    if not isinstance(custom, dict):
-        raise _bad(f"{where} must be an object, got {_type_name(custom)}", "messages")
-    name = custom.get("name")
-    if not isinstance(name, str):
-        raise _bad(f"{where}.name must be a string, got {_type_name(name)}", "messages")
-    given = custom.get("input")
-    if given is None:
-        given = ""
-    elif not isinstance(given, str):
-        raise _bad(f"{where}.input must be a string, got {_type_name(given)}", "messages")
-    return name, given
+    value = call.get(given)
+    if value is None:
+        value = ""
+    elif not isinstance(value, str):
+        raise _bad(f"{where}.{given} must be a string, got {_type_name(value)}", "messages")
+    return name, value
 
 
 def _named(message: Mapping[str, Any], text: str, where: str) -> str:
@@ -327,9 +313,9 @@ def _assistant_text(message: Mapping[str, Any], where: str, calls: dict[str, str
             call_id = call_id if isinstance(call_id, str) else ""
             kind = call.get("type")
             if kind is None or kind == "function":
-                name, arguments = _function(call.get("function"), f"{at}.function")
+                name, arguments = _called(call.get("function"), f"{at}.function", "arguments")
             elif kind == "custom":
-                name, arguments = _custom(call.get("custom"), f"{at}.custom")
+                name, arguments = _called(call.get("custom"), f"{at}.custom", "input")
             elif isinstance(kind, str):  # a kind of call not known here: named, not refused
                 if call_id:
                     calls[call_id] = kind
@@ -342,7 +328,7 @@ def _assistant_text(message: Mapping[str, Any], where: str, calls: dict[str, str
             lines.append(f"[tool call {call_id}: {name}({arguments})]")
     function_call = message.get("function_call")
     if function_call is not None:
-        name, arguments = _function(function_call, f"{where}.function_call")
+        name, arguments = _called(function_call, f"{where}.function_call", "arguments")
         lines.append(f"[function call: {name}({arguments})]")
     return "\n".join(lines)
 

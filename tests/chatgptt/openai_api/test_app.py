@@ -458,17 +458,24 @@ async def test_what_a_retry_cannot_mend_tells_the_sdk_not_to_retry(
     assert reply.headers["x-should-retry"] == "false"
 
 
-async def test_an_interruption_mid_stream_is_an_error_event(start_api, emulator_factory) -> None:
-    emulator = emulator_factory(token_delay=0.001, faults=[Fault(kind="drop", after_tokens=2)])
-    api = await start_api(provider_for(emulator))
+async def stream_ending_in_error(api: Any) -> tuple[list[str], dict[str, Any]]:
+    """A streamed request's events, checked to end with an error event (OpenAI's error
+    object) and ``[DONE]``; the events and that error."""
     status, raw, _ = await post(
         api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO, "stream": True}
     )
     assert status == 200
     events = sse_data(raw)
     assert events[-1] == "[DONE]"
-    error = json.loads(events[-2])["error"]
+    error: dict[str, Any] = json.loads(events[-2])["error"]
     assert set(error) == ERROR_KEYS
+    return events, error
+
+
+async def test_an_interruption_mid_stream_is_an_error_event(start_api, emulator_factory) -> None:
+    emulator = emulator_factory(token_delay=0.001, faults=[Fault(kind="drop", after_tokens=2)])
+    api = await start_api(provider_for(emulator))
+    events, error = await stream_ending_in_error(api)
     assert "interrupted" in error["message"]
     assert error["code"] == "upstream_error"
     received = "".join(
@@ -498,14 +505,7 @@ async def test_a_bug_mid_stream_still_ends_the_stream_readably(
     emulator = emulator_factory(token_delay=0.001)
     provider = provider_for(emulator).edit_pipelines(lambda pipeline: pipeline.append(buggy))
     api = await start_api(provider)
-    status, raw, _ = await post(
-        api.base + "/chat/completions", {"model": "gpt-4o", "messages": HELLO, "stream": True}
-    )
-    assert status == 200
-    events = sse_data(raw)
-    assert events[-1] == "[DONE]"
-    error = json.loads(events[-2])["error"]
-    assert set(error) == ERROR_KEYS
+    events, error = await stream_ending_in_error(api)
     assert (error["type"], "see the server's log" in error["message"]) == ("server_error", True)
     assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
     assert "a bug in a custom stage" in caplog.text

@@ -179,6 +179,26 @@ async def test_a_client_hanging_up_closes_the_upstream_stream(
     assert text == ANSWER  # the one admitted slot and its connection are free again
 
 
+async def small_window(api: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to ``api`` whose receive window is small: what the client leaves unread
+    fills it, and the server's writes wait, after a few KiB."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
+async def closed(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 @needs_proc
 async def test_a_client_that_stops_reading_is_cut_off(start_api, emulator_factory) -> None:
     """A client that keeps its connection open but reads nothing: aiohttp's writes would
@@ -187,11 +207,7 @@ async def test_a_client_that_stops_reading_is_cut_off(start_api, emulator_factor
     emulator = emulator_factory(token_delay=0.0, token_chars=4000, answer_chars=16_000_000)
     options = ServeOptions(max_concurrency=1, grace=1, idle_timeout=0.3)
     api = await start_api(stalled(emulator), options)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: fills fast
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
-    _, writer = await asyncio.open_connection(sock=sock)
+    _, writer = await small_window(api)
     try:
         writer.write(post_request(PATH, json.dumps(STREAM).encode()))
         await writer.drain()
@@ -201,9 +217,7 @@ async def test_a_client_that_stops_reading_is_cut_off(start_api, emulator_factor
         await wait_until(lambda: not api.state.in_flight, seconds=30)
         await wait_until(lambda: listening_sockets(emulator.port) == 0)
     finally:
-        writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
+        await closed(writer)
 
 
 @needs_proc
@@ -222,11 +236,7 @@ async def test_a_large_whole_answer_reaches_a_reader_and_is_cut_off_for_a_stalle
         completion = await reply.json()
     assert len(completion["choices"][0]["message"]["content"]) == 3_000_000
     assert completion["usage"]["completion_tokens"] > 0
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    reader, writer = await small_window(api)
     try:
         writer.write(post_request(PATH, json.dumps(whole).encode()))
         await writer.drain()
@@ -240,9 +250,7 @@ async def test_a_large_whole_answer_reaches_a_reader_and_is_cut_off_for_a_stalle
         assert received.startswith(b"HTTP/1.1 200 OK\r\n")
         assert len(received) < 3_000_000
     finally:
-        writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
+        await closed(writer)
 
 
 class StalledSocket(asyncio.Transport):
@@ -315,20 +323,16 @@ async def test_a_slow_but_steady_reader_gets_a_large_answer_whole(
     emulator = emulator_factory(token_delay=0.0, token_chars=4000, answer_chars=2_000_000)
     options = ServeOptions(max_concurrency=1, grace=1, idle_timeout=0.8)
     api = await start_api(stalled(emulator), options)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (api.host, api.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    reader, writer = await small_window(api)
     loop = asyncio.get_running_loop()
-    server = api.runner.server
-    assert server is not None
-    await wait_until(lambda: bool(server.connections))
-    for connection in server.connections:  # a kernel buffer far smaller than the answer
-        assert connection.transport is not None
-        accepted = connection.transport.get_extra_info("socket")
-        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     try:
+        server = api.runner.server
+        assert server is not None
+        await wait_until(lambda: bool(server.connections))
+        for connection in server.connections:  # a kernel buffer far smaller than the answer
+            assert connection.transport is not None
+            accepted = connection.transport.get_extra_info("socket")
+            accepted.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         body = json.dumps({"model": "gpt-4o", "messages": HELLO}).encode()
         writer.write(post_request(PATH, body))
         await writer.drain()
@@ -339,9 +343,7 @@ async def test_a_slow_but_steady_reader_gets_a_large_answer_whole(
             await asyncio.sleep(0.01)  # the slow reader under test, not a wait for an event
         took = loop.time() - started
     finally:
-        writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
+        await closed(writer)
     head, _, payload = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert len(json.loads(payload)["choices"][0]["message"]["content"]) == 2_000_000
