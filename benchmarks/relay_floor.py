@@ -28,42 +28,52 @@ from aiohttp import web
 _NONCE = re.compile(r'data-nonce="([0-9a-f]+)"')
 _POST_ID = re.compile(r'data-post-id="([0-9]+)"')
 _PREFIX = {"user": "Human: ", "assistant": "AI: ", "system": "Human: System: "}
-_FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
 _SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
-async def serve(site: str, pool: int) -> None:
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool))
-    url = site.rstrip("/")
+async def landing(session: aiohttp.ClientSession, url: str) -> tuple[str, str]:
+    """The nonce and post id of the site's landing page (``url`` without its final ``/``)."""
     async with session.get(url + "/") as page:
         html = await page.text()
     nonce_match, post_match = _NONCE.search(html), _POST_ID.search(html)
     if nonce_match is None or post_match is None:
         raise RuntimeError(f"no nonce or post id on {url}/")
-    nonce, post_id = nonce_match.group(1), post_match.group(1)
+    return nonce_match.group(1), post_match.group(1)
+
+
+def chat_form(url: str, nonce: str, post_id: str, messages: list[dict[str, str]]) -> str:
+    """The urlencoded chat request for ``messages`` (the last one is the question)."""
+    history = [_PREFIX[m["role"]] + m["content"] for m in messages[:-1]]
+    return urlencode(
+        (
+            ("_wpnonce", nonce),
+            ("post_id", post_id),
+            ("url", url),
+            ("action", "wpaicg_chat_shortcode_message"),
+            ("message", messages[-1]["content"]),
+            ("bot_id", "0"),
+            ("chatbot_identity", "shortcode"),
+            ("wpaicg_chat_client_id", "Ab3dE5gH9k"),
+            ("wpaicg_chat_history", json.dumps(history, ensure_ascii=False)),
+        )
+    )
+
+
+async def serve(site: str, pool: int) -> None:
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool))
+    url = site.rstrip("/")
+    nonce, post_id = await landing(session, url)
     endpoint = url + "/wp-admin/admin-ajax.php"
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read())
         messages = body["messages"]
         model = body["model"]
-        history = [_PREFIX[m["role"]] + m["content"] for m in messages[:-1]]
-        form = urlencode(
-            (
-                ("_wpnonce", nonce),
-                ("post_id", post_id),
-                ("url", url),
-                ("action", "wpaicg_chat_shortcode_message"),
-                ("message", messages[-1]["content"]),
-                ("bot_id", "0"),
-                ("chatbot_identity", "shortcode"),
-                ("wpaicg_chat_client_id", "Ab3dE5gH9k"),
-                ("wpaicg_chat_history", json.dumps(history, ensure_ascii=False)),
-            )
-        )
+        form = chat_form(url, nonce, post_id, messages)
         completion_id = "chatcmpl-" + os.urandom(12).hex()
         created = int(time.time())
-        async with session.post(endpoint, data=form, headers=_FORM) as reply:
+        async with session.post(endpoint, data=form, headers=FORM_HEADERS) as reply:
             if reply.content_type == "application/json":
                 pieces = [json.loads(await reply.read())["data"]]
                 upstream = None

@@ -4,6 +4,9 @@ Three OpenAI-compatible servers, each its own process in front of the same emula
 
 - floor: :mod:`benchmarks.relay_floor`, the least a relay can do (aiohttp by hand);
 - chatgptt: ``chatgptt serve --url <emulator>`` as users run it;
+- serve-only: ``chatgptt serve``'s application with the floor's hand-written site call in
+  place of the library's (:mod:`benchmarks.serve_only`), for whole answers: the server's own
+  share of its CPU per request, the rest being the library call's;
 - g4f: ``g4f api`` (0.4.5.4, in the peer's venv) with the original provider pointed at the
   emulator (:mod:`benchmarks.server_g4f`). Its provider reads JSON replies only, so it gets
   the emulator in JSON mode, and where the others stream it gets a JSON reply sent after the
@@ -49,6 +52,7 @@ _READY = {
     "floor": r"relay listening on (\S+)",
     "chatgptt": r"as an OpenAI API on (\S+)",
     "chatgptt-estimate": r"as an OpenAI API on (\S+)",
+    "serve-only": r"as an OpenAI API on (\S+)",
     "g4f": r"g4f api listening on (\S+)",
 }
 #: gpt4free's server costs milliseconds a request: fewer requests give the same precision.
@@ -80,6 +84,9 @@ def _server(ctx: Context, name: str, site: str) -> ServerProcess:
     env: dict[str, str] = {}
     if name == "floor":
         command = [ctx.python, "-m", "benchmarks.relay_floor", site, str(STREAMS + 100)]
+    elif name == "serve-only":
+        command = [ctx.python, "-m", "benchmarks.serve_only", site]
+        env = _usage_env()[0]
     elif name.startswith("chatgptt"):
         command = [ctx.python, "-m", "chatgptt.cli", "serve", "--url", site, "--port", "0"]
         env = _usage_env()[0]
@@ -433,6 +440,33 @@ def _many_streams(ctx: Context, section: Section, names: list[str]) -> None:
     )
 
 
+def _with_serve_only(names: list[str]) -> list[str]:
+    at = names.index("chatgptt") + 1
+    return [*names[:at], "serve-only", *names[at:]]
+
+
+def _split(section: Section, by_concurrency: dict[int, Runs]) -> None:
+    """Where chatgptt's whole answers cost more than the floor's: the server's own work
+    (serve-only against the floor) and the library's call (chatgptt against serve-only)."""
+    parts = []
+    for concurrency, runs in by_concurrency.items():
+        own = runs.ratio("serve-only", "floor", "cpu_per_call_s")
+        library = runs.ratio("chatgptt", "serve-only", "cpu_per_call_s")
+        if own is None or library is None:
+            continue
+        parts.append(
+            f"at concurrency {concurrency} the server's own work (serve-only) costs "
+            f"{fmt_ratio(own)} the floor's CPU per request, and the library's call takes "
+            f"chatgptt to {fmt_ratio(library)} serve-only's"
+        )
+    if parts:
+        section.notes.append(
+            "Whole answers, split: " + "; ".join(parts) + ". serve-only is chatgptt serve's "
+            "application asking the site with the floor's own hand-written code instead of the "
+            "library (no timeouts, retries, validation of the site's reply or error mapping)."
+        )
+
+
 def section_server(ctx: Context) -> Section:
     """The three servers: CPU and rate, first chunk, 1,000 streams."""
     section = Section("server")
@@ -440,7 +474,8 @@ def section_server(ctx: Context) -> Section:
     if "g4f" not in with_g4f:
         section.notes.append(f"gpt4free's server not measured: {ctx.peer_missing}")
     whole = EmulatorSettings(mode="json", answer_chars=SHORT_ANSWER)
-    _throughput(ctx, section, whole, with_g4f, stream=False)
+    by_concurrency = _throughput(ctx, section, whole, _with_serve_only(with_g4f), stream=False)
+    _split(section, by_concurrency)
     if ctx.preset.sse_calls:
         streamed = EmulatorSettings(mode="sse", answer_chars=SHORT_ANSWER, token_chars=8)
         _throughput(ctx, section, streamed, ["floor", "chatgptt"], stream=True)
