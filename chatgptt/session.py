@@ -116,10 +116,13 @@ class _Slot:
         self.guard = guard
 
 
-async def _guard(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+async def _guard(
+    session: aiohttp.ClientSession, release: Callable[[], None]
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
+        release()
         await session.close()
 
 
@@ -144,10 +147,24 @@ class SessionRegistry:
         if slot is not None and not slot.session.closed:
             return slot.session
         session = self.factory()
-        guard = _guard(session)
+        self._forget_closed_loops()
+        guard = _guard(session, lambda: self._release(loop, session))
         self._slots[loop] = _Slot(session, guard)
         await guard.asend(None)  # started: the loop now tracks it for shutdown_asyncgens
         return session
+
+    def _release(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        """The loop shuts down (or :meth:`aclose`): forget its slot. The slot's session
+        refers to the loop, so the weak key alone would never let the loop go."""
+        slot = self._slots.get(loop)
+        if slot is not None and slot.session is session:
+            del self._slots[loop]
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the slots of loops closed without ``shutdown_asyncgens`` (a loop closed by
+        hand), whose guards never ran: nothing else would free those loops."""
+        for loop in [loop for loop in self._slots if loop.is_closed()]:
+            del self._slots[loop]
 
     async def aclose(self) -> None:
         """Close the running loop's session now (a new one is made on next use)."""

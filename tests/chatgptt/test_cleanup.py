@@ -18,6 +18,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -484,3 +486,43 @@ def test_ctrl_c_in_the_cli_exits_130_promptly_without_a_traceback(
     assert b"Traceback" not in err
     assert b"Unclosed" not in err
     assert b"Warning" not in err
+
+
+# --- event loops ------------------------------------------------------------------------------
+
+
+def test_a_loop_the_library_served_is_freed_when_asyncio_run_returns(emulator) -> None:
+    """A program running each request in its own ``asyncio.run`` (a sync handler) keeps no
+    loop alive: the shared session's slot goes with its loop's shutdown."""
+    provider = provider_for(emulator)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def ask() -> str:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return "".join([chunk async for chunk in provider.create_async_generator("gpt-4o", HELLO)])
+
+    for _ in range(3):
+        assert asyncio.run(ask()) == ANSWER
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None, None]
+
+
+def test_a_loop_closed_by_hand_is_freed_by_the_next_loops_first_call(emulator) -> None:
+    """A loop closed without ``shutdown_asyncgens`` never closes its session (it cannot
+    run the close); the next loop that asks for a session lets it go all the same."""
+    provider = provider_for(emulator)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def ask() -> str:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return "".join([chunk async for chunk in provider.create_async_generator("gpt-4o", HELLO)])
+
+    with warnings.catch_warnings():  # the abandoned session's sockets: the program's doing
+        warnings.simplefilter("ignore", ResourceWarning)
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(ask()) == ANSWER
+        loop.close()
+        del loop
+        assert asyncio.run(ask()) == ANSWER
+        gc.collect()
+    assert [loop() for loop in loops] == [None, None]
