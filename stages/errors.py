@@ -54,6 +54,10 @@ def redact_url(url: object) -> str:
     except ValueError:
         return "<unparsable URL>"
     if parts.username is None and parts.password is None:
+        if "//" not in text:  # no scheme, or not one urlsplit knows: "user:pw@host:port"
+            authority, slash, rest = text.partition("/")
+            if "@" in authority:
+                return "***@" + authority.rpartition("@")[2] + slash + rest
         return text
     # Keep what follows the userinfo exactly as written (even an invalid port).
     netloc = "***@" + parts.netloc.rpartition("@")[2]

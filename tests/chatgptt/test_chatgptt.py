@@ -419,6 +419,7 @@ async def test_a_page_is_never_fetched_through_another_calls_proxy(emulator) -> 
         ("http://user:secret@host:99999", "the proxy URL is not valid"),
         ("http://user:secret@:8080", "with a host"),
         ("socks5://host:1080", "http:// or https://"),
+        ("user:secret@host:3128", "http:// or https://"),  # no scheme
     ],
 )
 async def test_bad_proxy_urls_are_named_without_their_secrets(
@@ -427,6 +428,7 @@ async def test_bad_proxy_urls_are_named_without_their_secrets(
     with pytest.raises(ValueError, match=message) as info:
         await answer(provider_for(emulator), proxy=proxy)
     assert "secret" not in str(info.value)
+    assert "secret" not in repr(info.value)
     assert emulator.stats.page_fetches == 0
 
 

@@ -33,6 +33,14 @@ def test_redact_url_hides_userinfo_only() -> None:
     assert redact_url("https://chatgptt.me/") == "https://chatgptt.me/"
     assert redact_url("http://[::1]:8080/") == "http://[::1]:8080/"
     assert redact_url("http://u:p@[::1]:8080/") == "http://***@[::1]:8080/"
+    assert redact_url("http://host/a@b") == "http://host/a@b"  # not userinfo
+
+
+def test_redact_url_hides_userinfo_written_without_a_scheme() -> None:
+    # urlsplit reads "u:pw@host:1" as the scheme "u" and finds no user in it.
+    assert redact_url("u:SECRET@127.0.0.1:1") == "***@127.0.0.1:1"
+    assert redact_url("user:pw@proxy.local:3128/x") == "***@proxy.local:3128/x"
+    assert redact_url("proxy.local:3128/a@b") == "proxy.local:3128/a@b"
 
 
 @given(
@@ -46,6 +54,7 @@ def test_redact_url_hides_userinfo_only() -> None:
 def test_redacted_urls_never_contain_the_password(user: str, password: str) -> None:
     url = f"http://{user}:{password}@proxy.example:8080/"
     assert redact_url(url) == "http://***@proxy.example:8080/"
+    assert redact_url(url.removeprefix("http://")) == "***@proxy.example:8080/"
     errors: list[ChatGpttError] = [
         ProviderConnectionError("failed", url=url),
         ProviderTimeoutError("connect", 1, url=url),
