@@ -452,10 +452,13 @@ class ChatGptt(Provider):
             changes["dialect"] = cls.dialects.check_choice(dialect)
         cls.dialects.check_options(kwargs)
         session = kwargs.get("session")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError(
-                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
-            )
+        if session is not None:
+            if not isinstance(session, aiohttp.ClientSession):
+                raise ConfigurationError(
+                    f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+                )
+            if session.closed:
+                raise ConfigurationError("session is closed: pass an open aiohttp.ClientSession")
         extra = {
             key: value
             for key, value in kwargs.items()

@@ -90,6 +90,10 @@ def _quoted(text: str) -> str:
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
+#: aiohttp's ``RuntimeError`` for a body read whose connection its session closed.
+_CLOSED_UNDER_US = "Connection closed."
+
+
 def _quoted_once(text: str) -> str:
     return text if _UNQUOTED.fullmatch(text) else quote_plus(text)
 
@@ -162,6 +166,24 @@ async def send(
         raise map_client_error(
             exc, url, connect_timeout=timeouts.connect, proxy=call.proxy
         ) from exc
+    except RuntimeError as exc:  # aiohttp refusing the session itself, not the site failing
+        raise _unusable_session(call.session, url, exc) from None
+
+
+def _unusable_session(
+    session: aiohttp.ClientSession, url: str, exc: RuntimeError
+) -> ConfigurationError:
+    """What aiohttp's ``RuntimeError`` means for a call: its session cannot send."""
+    shown = redact_url(url)
+    if session.closed:
+        return ConfigurationError(
+            f"cannot request {shown}: the call's aiohttp session was closed (by "
+            "ChatGptt.aclose(), or by other code closing the session= it was given)"
+        )
+    return ConfigurationError(
+        f"cannot request {shown} with the call's aiohttp session ({excerpt(str(exc), 120)}); "
+        "a session= must be open and made on the event loop that runs the call"
+    )
 
 
 def shown_proxy(proxy: str) -> str:
@@ -366,6 +388,15 @@ class ResponseBody:
             raise
         except (aiohttp.ClientError, OSError) as exc:
             raise self._broken(exc) from exc
+        except RuntimeError as exc:
+            if str(exc) != _CLOSED_UNDER_US:
+                raise
+            raise ProviderConnectionError(
+                f"the connection to {redact_url(self._url)} was closed from this side after "
+                f"{self.received} bytes of the reply: its aiohttp session was closed (by "
+                "ChatGptt.aclose(), or by other code closing the session= the call was given)",
+                url=self._url,
+            ) from None
         self.received += len(data)
         if self._max_bytes is not None and self.received > self._max_bytes:
             raise ResponseTooLargeError("the reply", self._max_bytes, url=self._url)

@@ -23,7 +23,9 @@ from chatgptt import (
     InvalidMessagesError,
     NonceRejectedError,
     Pipeline,
+    ProviderConnectionError,
     RetryPolicy,
+    StreamInterruptedError,
     UnknownModelError,
     stage,
 )
@@ -346,6 +348,52 @@ async def test_a_callers_own_session_is_used_and_left_open(emulator) -> None:
             == "Hello from upstream: Hello"
         )
         assert not own.closed
+
+
+async def test_a_closed_session_is_refused_before_any_request(emulator) -> None:
+    import aiohttp
+
+    own = aiohttp.ClientSession()
+    await own.close()
+    with pytest.raises(ConfigurationError, match="session is closed"):
+        await answer(provider_for(emulator), session=own)
+    assert emulator.stats.page_fetches == 0
+
+
+async def test_a_session_closed_during_the_answer_interrupts_it_with_a_typed_error(
+    emulator_factory,
+) -> None:
+    """ChatGptt.aclose() (or code closing a caller's session) while an answer streams: the
+    rest of it cannot be read, and the caller gets a ChatGpttError saying why, not
+    aiohttp's bare ``RuntimeError``."""
+    emulator = emulator_factory(
+        faults=[Fault(kind="stall", where="inside", after_tokens=1, seconds=30.0)]
+    )
+    stream = provider_for(emulator).create_async_generator("gpt-4o", HELLO)
+    first = await anext(stream)
+    await ChatGptt.aclose()
+    with pytest.raises(StreamInterruptedError, match="its aiohttp session was closed") as info:
+        async for _chunk in stream:
+            pass
+    assert info.value.partial_text == first
+    assert isinstance(info.value.cause, ProviderConnectionError)
+    await stream.aclose()
+
+
+def test_a_session_of_another_event_loop_is_a_configuration_error(emulator) -> None:
+    import aiohttp
+
+    async def make() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
+    other = asyncio.new_event_loop()
+    foreign = other.run_until_complete(make())
+    try:
+        with pytest.raises(ConfigurationError, match="made on the event loop that runs the call"):
+            asyncio.run(answer(provider_for(emulator), session=foreign))
+    finally:
+        other.run_until_complete(foreign.close())
+        other.close()
 
 
 async def test_retry_policy_per_provider(emulator_factory, fake_sleep) -> None:

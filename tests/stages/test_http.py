@@ -18,6 +18,7 @@ from stages.config import Timeouts
 from stages.errors import (
     BotProtectionError,
     CloudflareOriginError,
+    ConfigurationError,
     HTTPStatusError,
     NonceRejectedError,
     ProviderConnectionError,
@@ -229,6 +230,36 @@ async def test_a_broken_chunked_body_is_a_connection_error(serve, session) -> No
         async for _ in body:
             pass
     await body.aclose()
+
+
+async def test_a_body_whose_session_was_closed_is_a_connection_error(serve, session) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first")
+        await release.wait()
+        return response
+
+    url = await serve(handler)
+    own = aiohttp.ClientSession()
+    response = await send(make_call(own, url=url), "GET", url, headers={})
+    body = body_reader(response, url)
+    assert await body.__anext__() == b"first"
+    await own.close()
+    with pytest.raises(ProviderConnectionError, match="its aiohttp session was closed"):
+        await body.__anext__()
+    release.set()
+    await body.aclose()
+
+
+async def test_a_closed_session_cannot_send() -> None:
+    own = aiohttp.ClientSession()
+    await own.close()
+    url = "http://127.0.0.1:9/"
+    with pytest.raises(ConfigurationError, match="session was closed"):
+        await send(make_call(own, url=url), "GET", url, headers={})
 
 
 async def test_size_limits(serve, session) -> None:
