@@ -1,12 +1,15 @@
-"""What the decoders of every dialect say about a reply that never was an event stream.
+"""What the decoders of every dialect say about a reply that is not what it should be.
 
 A 200 ``text/event-stream`` reply with no event at all is an error, never an empty
 answer: a firewall's page, PHP's fatal-error page, nothing (the plugin on a PHP without
-its curl extension), or a stream cut inside its first frame (retried).
+its curl extension), or a stream cut inside its first frame (retried). A JSON reply that
+stops inside its document, with no declared length, was cut where the connection closed
+(retried).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from stages.errors import (
@@ -16,10 +19,10 @@ from stages.errors import (
     MalformedResponseError,
     excerpt,
 )
-from stages.http import readable_excerpt
+from stages.http import length_declared, readable_excerpt
 from stages.protection import detect_protection
 
-__all__ = ["TextFirst", "eventless"]
+__all__ = ["TextFirst", "cut_json", "eventless", "json_unfinished"]
 
 _FIELDS = (b"data:", b"event:", b"id:", b"retry:")
 
@@ -79,3 +82,46 @@ def eventless(
     return MalformedResponseError(
         "an event stream without a single event", url=url, preview=readable_excerpt(head)
     )
+
+
+# A JSON string (its closing quote captured, empty when the text ends inside it) or a bracket.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*("?)|[{}\[\]]', re.DOTALL)
+
+
+def json_unfinished(text: str) -> bool:
+    """Whether ``text`` stops inside a JSON document: a string, object or array still open.
+
+    Every proper prefix of a JSON object is unfinished; a whole document, or text whose
+    brackets all close (a PHP warning before valid JSON, a syntax error), is not.
+    """
+    depth = 0
+    for token in _JSON_TOKENS.finditer(text):
+        if token.group()[0] == '"':
+            if not token.group(1):
+                return True
+        elif token.group() in "{[":
+            depth += 1
+        else:
+            depth -= 1
+    return depth > 0
+
+
+def cut_json(raw: bytes, headers: Mapping[str, str], url: str) -> IncompleteReplyError | None:
+    """The error for a JSON reply that ``raw`` shows was cut, or ``None``.
+
+    With no declared length (``Content-Length`` or chunks: the real PHP server's replies)
+    the body ends where the connection closed, so a document that stops before its end was
+    most likely cut off: an :class:`IncompleteReplyError`, retried. With a declared length
+    the site sent it so.
+    """
+    if (
+        raw.strip()
+        and not length_declared(headers)
+        and json_unfinished(raw.decode("utf-8", "replace"))
+    ):
+        return IncompleteReplyError(
+            f"the JSON reply stopped after {len(raw)} bytes, before its end (no declared "
+            "length: the connection closed there)",
+            url=url,
+        )
+    return None

@@ -32,6 +32,7 @@ from stages.errors import (
     excerpt,
 )
 from stages.http import ResponseBody, classify_failure, encode_form, read_prefix, send
+from stages.replies import cut_json
 
 __all__ = [
     "NONCE_ACTION",
@@ -117,7 +118,7 @@ def step1_error(
             f"the site refused the message ({code}, HTTP {status}): {text}", site_message=text
         )
     if status == 200:
-        return MalformedResponseError(
+        return cut_json(body, headers, url) or MalformedResponseError(
             "step 1's reply has no cache key", url=url, preview=excerpt(body)
         )
     return classify_failure(status, headers, body, url, action="aipkit_cache_sse_message")

@@ -1,9 +1,9 @@
 """Stream decode: the reply's bytes, by ``Content-Type``, into answer text or typed errors.
 
-The pure parts — :class:`StreamInterpreter` (SSE events to text),
-:func:`decode_json_reply` and :func:`json_unfinished` — do no I/O and are what the
-property tests exercise; :class:`DecodeReply` wires them to the reply body and primes
-the stream (reads up to its first text) so that a failure before any text stays retryable.
+The pure parts — :class:`StreamInterpreter` (SSE events to text) and
+:func:`decode_json_reply` — do no I/O and are what the property tests exercise;
+:class:`DecodeReply` wires them to the reply body and primes the stream (reads up to its
+first text) so that a failure before any text stays retryable.
 
 An answer is complete only when the site says so: a stream ends with ``[DONE]`` or a
 frame with a ``finish_reason``. A stream that stops without either was cut off — by a
@@ -41,9 +41,9 @@ from stages.errors import (
     UpstreamError,
     excerpt,
 )
-from stages.http import ERROR_PREVIEW_BYTES, length_declared, read_prefix
+from stages.http import ERROR_PREVIEW_BYTES, read_prefix
 from stages.protection import detect_protection
-from stages.replies import TextFirst, eventless
+from stages.replies import TextFirst, cut_json, eventless
 from stages.sse import ServerSentEvent, SSEDecoder, SSELineTooLongError
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "DecodeReply",
     "StreamInterpreter",
     "decode_json_reply",
-    "json_unfinished",
     "site_error",
 ]
 
@@ -142,28 +141,6 @@ def decode_json_reply(body: bytes, url: str, *, nonce: str | None = None) -> str
     raise MalformedResponseError(
         "a JSON reply without a known 'status'", url=url, preview=excerpt(body)
     )
-
-
-# A JSON string (its closing quote captured, empty when the text ends inside it) or a bracket.
-_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*("?)|[{}\[\]]', re.DOTALL)
-
-
-def json_unfinished(text: str) -> bool:
-    """Whether ``text`` stops inside a JSON document: a string, object or array still open.
-
-    Every proper prefix of a JSON object is unfinished; a whole document, or text whose
-    brackets all close (a PHP warning before valid JSON, a syntax error), is not.
-    """
-    depth = 0
-    for token in _JSON_TOKENS.finditer(text):
-        if token.group()[0] == '"':
-            if not token.group(1):
-                return True
-        elif token.group() in "{[":
-            depth += 1
-        else:
-            depth -= 1
-    return depth > 0
 
 
 def _loads_or_fail(text: str, body: bytes, url: str) -> Any:
@@ -468,13 +445,7 @@ def _json_failure(exc: MalformedResponseError, raw: bytes, reply: Reply) -> Chat
     """
     if not raw.strip():
         return MalformedResponseError("an empty reply (declared as JSON)", url=reply.url)
-    if not length_declared(reply.headers) and json_unfinished(raw.decode("utf-8", "replace")):
-        return IncompleteReplyError(
-            f"the JSON reply stopped after {len(raw)} bytes, before its end (no declared "
-            "length: the connection closed there)",
-            url=reply.url,
-        )
-    return exc
+    return cut_json(raw, reply.headers, reply.url) or exc
 
 
 _SSE_START = (b"data:", b"event:", b"id:", b"retry:", b":")

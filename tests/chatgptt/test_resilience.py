@@ -638,6 +638,23 @@ def _http_date(seconds_from_now: float) -> str:
     return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
 
 
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_an_aipkit_step_one_reply_cut_short_is_retried(
+    emulator_factory, fake_sleep, framing: str
+) -> None:
+    """Step 1's reply cut inside its JSON where the connection closed — how every cut looks
+    on the real site, whose PHP server declares no length — is an incomplete reply, sent
+    again; not a site that answered without a key."""
+    emulator = site_for(emulator_factory, "aipkit", framing=framing)
+    provider = provider_for(emulator, retry_policy=RetryPolicy(sleep=fake_sleep))
+    emulator.faults.add(Fault(kind="cut", after_bytes=8, target="cache"))
+    chunks, error = await collect(provider)
+    assert error is None
+    assert "".join(chunks) == ANSWER
+    assert emulator.stats.ajax_requests == 3  # step 1 twice, then the stream
+    assert len(fake_sleep.delays) == 1
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_retry_after_as_an_http_date_is_honoured(emulator_factory, fake_sleep, mode) -> None:
     emulator = emulator_factory(mode=mode, faults=[_status(429, retry_after=_http_date(10))])
@@ -691,7 +708,7 @@ async def test_retry_policy_per_call_overrides_the_providers(emulator, fake_slee
     provider = provider_for(emulator, retry_policy=RetryPolicy(attempts=1))
     chunks, error = await collect(provider, retry=RetryPolicy(sleep=fake_sleep, jitter=0))
     assert (error, "".join(chunks)) == (None, ANSWER)
-    assert fake_sleep.delays == [0.5]
+    assert len(fake_sleep.delays) == 1
     emulator.faults.add(_status(503))
     chunks, error = await collect(provider)
     assert isinstance(error, ServerError)

@@ -1,10 +1,13 @@
-"""What every dialect's decoder says about replies that never were a stream, and the
-text-first rule their interpreters share (``stages.replies``)."""
+"""What every dialect's decoder says about replies that never were a stream or were cut,
+and the text-first rule their interpreters share (``stages.replies``)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stages.errors import (
@@ -14,7 +17,7 @@ from stages.errors import (
     MalformedResponseError,
     UpstreamError,
 )
-from stages.replies import TextFirst, eventless
+from stages.replies import TextFirst, cut_json, eventless, json_unfinished
 
 URL = "https://chat.example/wp-admin/admin-ajax.php"
 
@@ -73,3 +76,47 @@ def test_a_page_in_place_of_a_stream_is_quoted() -> None:
 def test_a_challenge_page_in_place_of_a_stream_is_bot_protection() -> None:
     page = b"<html><head><title>Just a moment...</title></head></html>"
     assert isinstance(eventless(page, URL, cut=False), BotProtectionError)
+
+
+# --- JSON replies cut where the connection closed ------------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.dictionaries(st.text(), _json_values, max_size=5), st.booleans(), st.data())
+def test_every_proper_prefix_of_a_json_object_is_unfinished(
+    document: dict[str, Any], ascii_only: bool, data: st.DataObject
+) -> None:
+    text = json.dumps(document, ensure_ascii=ascii_only)
+    assert not json_unfinished(text)
+    cut = data.draw(st.integers(min_value=1, max_value=len(text) - 1))
+    assert json_unfinished(text[:cut])
+
+
+@given(st.text())
+def test_text_whose_brackets_close_is_never_unfinished_unless_a_string_is_open(
+    text: str,
+) -> None:
+    """Garbage is judged by its brackets and strings only: the function never raises."""
+    assert json_unfinished(text) in (True, False)
+    assert not json_unfinished("<b>Warning</b>: x " + json.dumps({"a": text}))
+
+
+@given(st.dictionaries(st.text(), _json_values, min_size=1, max_size=5), st.data())
+def test_a_cut_json_reply_is_incomplete_only_without_a_declared_length(
+    document: dict[str, Any], data: st.DataObject
+) -> None:
+    raw = json.dumps(document).encode()
+    cut = raw[: data.draw(st.integers(min_value=1, max_value=len(raw) - 1))]
+    error = cut_json(cut, {}, "http://site.example/wp-admin/admin-ajax.php")
+    assert isinstance(error, IncompleteReplyError)
+    assert f"after {len(cut)} bytes" in str(error)
+    assert cut_json(cut, {"Content-Length": str(len(cut))}, "http://x/") is None
+    assert cut_json(cut, {"Transfer-Encoding": "chunked"}, "http://x/") is None
+    assert cut_json(raw, {}, "http://x/") is None  # whole: not cut
+    assert cut_json(b"  ", {}, "http://x/") is None  # empty: not cut either

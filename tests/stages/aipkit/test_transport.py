@@ -25,6 +25,7 @@ from stages.errors import (
     BotProtectionError,
     ChatGpttError,
     EmptyMessageError,
+    IncompleteReplyError,
     MalformedResponseError,
     NonceRejectedError,
     ServerError,
@@ -84,6 +85,17 @@ def test_step_one_successes_give_their_key(name: str) -> None:
 def test_a_step_one_success_without_a_key_is_malformed(body: bytes) -> None:
     with pytest.raises(MalformedResponseError):
         cache_key_of(body, URL)
+
+
+def test_a_step_one_success_cut_where_the_connection_closed_is_incomplete() -> None:
+    """PHP's server declares no length: a reply stopping inside its JSON was cut (retried);
+    with a declared length the site sent it so (malformed)."""
+    _status, _headers, body = captured("cache_ok_urlencoded")
+    cut = body[: len(body) // 2]
+    assert isinstance(step1_error(200, cut, URL, {}, nonce=None), IncompleteReplyError)
+    declared = {"Content-Length": str(len(cut))}
+    error = step1_error(200, cut, URL, declared, nonce=None)
+    assert type(error) is MalformedResponseError
 
 
 def test_the_nonce_endpoints_reply_gives_the_nonce() -> None:

@@ -17,7 +17,6 @@ from stages.classic.decode import (
     DecodeReply,
     StreamInterpreter,
     decode_json_reply,
-    json_unfinished,
 )
 from stages.core import Exchange, Reply
 from stages.errors import (
@@ -613,30 +612,3 @@ async def test_a_json_reply_with_text_before_it_is_malformed_whatever_the_framin
     with pytest.raises(MalformedResponseError, match="does not parse") as caught:
         await DecodeReply()(with_reply(exchange_for(), body, "application/json"))
     assert not isinstance(caught.value, IncompleteReplyError)
-
-
-_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=12,
-)
-
-
-@settings(deadline=None, max_examples=300)
-@given(st.dictionaries(st.text(), _json_values, max_size=5), st.booleans(), st.data())
-def test_every_proper_prefix_of_a_json_object_is_unfinished(
-    document: dict[str, Any], ascii_only: bool, data: st.DataObject
-) -> None:
-    text = json.dumps(document, ensure_ascii=ascii_only)
-    assert not json_unfinished(text)
-    cut = data.draw(st.integers(min_value=1, max_value=len(text) - 1))
-    assert json_unfinished(text[:cut])
-
-
-@given(st.text())
-def test_text_whose_brackets_close_is_never_unfinished_unless_a_string_is_open(
-    text: str,
-) -> None:
-    """Garbage is judged by its brackets and strings only: the function never raises."""
-    assert json_unfinished(text) in (True, False)
-    assert not json_unfinished("<b>Warning</b>: x " + json.dumps({"a": text}))
