@@ -58,6 +58,7 @@ __all__ = [
     "read_prefix",
     "readable_excerpt",
     "send",
+    "shareable_cause",
     "shown_proxy",
 ]
 
@@ -163,11 +164,13 @@ async def send(
     except WaitExpiredError:
         raise ProviderTimeoutError(limit, seconds or 0.0, url=url) from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        raise map_client_error(
-            exc, url, connect_timeout=timeouts.connect, proxy=call.proxy
-        ) from exc
+        failure = map_client_error(exc, url, connect_timeout=timeouts.connect, proxy=call.proxy)
+        cause = shareable_cause(exc)
     except RuntimeError as exc:  # aiohttp refusing the session itself, not the site failing
-        raise _unusable_session(call.session, url, exc) from None
+        failure, cause = _unusable_session(call.session, url, exc), None
+    # Raised here, after the except clauses, so that an unshareable cause is not kept as the
+    # context either.
+    raise failure from cause
 
 
 def _unusable_session(
@@ -184,6 +187,17 @@ def _unusable_session(
         f"cannot request {shown} with the call's aiohttp session ({excerpt(str(exc), 120)}); "
         "a session= must be open and made on the event loop that runs the call"
     )
+
+
+def shareable_cause(exc: BaseException) -> BaseException | None:
+    """``exc`` as the cause of the typed error that replaces it — unless its ``repr`` holds
+    the request's secrets: aiohttp's response errors carry the request's headers (its
+    ``Cookie``, ``Proxy-Authorization`` and the call's own headers) and its connection
+    errors the proxy's credentials, so they are left out of the chain, as cause and as
+    context (the typed error's message already says what they said)."""
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientConnectorError):
+        return None
+    return exc
 
 
 def shown_proxy(proxy: str) -> str:

@@ -3,10 +3,11 @@ unreachable one is a clear connection error."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 import traceback
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -188,6 +189,44 @@ async def test_an_unreachable_proxy_is_a_clear_connection_error(
     assert USER not in str(error)
     assert len(fake_sleep.delays) == 2  # a connection failure is retried
     assert emulator.stats.page_fetches == 0
+
+
+@pytest.fixture
+async def garbage_proxy() -> AsyncIterator[int]:
+    """A port whose "proxy" answers every request with bytes that are not HTTP."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"garbage\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_proxy_answering_garbage_is_an_error_that_carries_no_secret(
+    emulator, garbage_proxy: int
+) -> None:
+    """aiohttp's error for it holds the request's headers (the proxy's credentials, the
+    call's cookies and headers): it is neither the typed error's cause nor its context."""
+    provider = provider_for(emulator, retry_policy=RetryPolicy(attempts=1))
+    proxy_url = f"http://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{garbage_proxy}"
+    with pytest.raises(ChatGpttError, match="invalid HTTP response through the proxy") as caught:
+        await collect(
+            provider,
+            proxy=proxy_url,
+            cookies={"cf_clearance": "CLEARANCE-SECRET"},
+            headers={"X-Token": "HEADER-SECRET"},
+        )
+    shown = describe(caught.value)
+    assert_no_secret(shown)
+    assert "CLEARANCE-SECRET" not in shown
+    assert "HEADER-SECRET" not in shown
 
 
 def test_the_cli_never_prints_the_credentials(

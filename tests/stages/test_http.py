@@ -9,10 +9,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given
 from hypothesis import strategies as st
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from stages.config import Timeouts
 from stages.errors import (
@@ -38,6 +40,7 @@ from stages.http import (
     parse_retry_after,
     readable_excerpt,
     send,
+    shareable_cause,
     shown_proxy,
 )
 from tests.conftest import VECTORS, make_call
@@ -260,6 +263,19 @@ async def test_a_closed_session_cannot_send() -> None:
     url = "http://127.0.0.1:9/"
     with pytest.raises(ConfigurationError, match="session was closed"):
         await send(make_call(own, url=url), "GET", url, headers={})
+
+
+def test_only_causes_without_the_requests_secrets_are_kept() -> None:
+    info = aiohttp.RequestInfo(
+        yarl.URL("http://site.example/"), "GET", CIMultiDictProxy(CIMultiDict(Cookie="a=b"))
+    )
+    assert shareable_cause(aiohttp.ClientResponseError(info, ())) is None
+    assert shareable_cause(aiohttp.TooManyRedirects(info, ())) is None
+    key = ConnectionKey("h", 1, False, True, None, None, None)
+    assert shareable_cause(aiohttp.ClientProxyConnectionError(key, OSError(111, "no"))) is None
+    broken = aiohttp.ClientPayloadError("cut")
+    assert shareable_cause(broken) is broken
+    assert shareable_cause(ConnectionResetError()) is not None
 
 
 async def test_size_limits(serve, session) -> None:
