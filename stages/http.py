@@ -200,6 +200,19 @@ def shareable_cause(exc: BaseException) -> BaseException | None:
     return exc
 
 
+def _is_proxy(proxy: str, host: str, port: int | None) -> bool:
+    try:
+        parts = urlsplit(proxy)
+        return parts.hostname == host and parts.port in (None, port)
+    except ValueError:
+        return False
+
+
+def _host_port(host: str, port: int | None) -> str:
+    shown_host = f"[{host}]" if ":" in host else host
+    return shown_host if port is None else f"{shown_host}:{port}"
+
+
 def shown_proxy(proxy: str) -> str:
     """``host:port`` of a proxy URL, for messages: never its credentials."""
     try:
@@ -209,8 +222,7 @@ def shown_proxy(proxy: str) -> str:
         return "<unparsable proxy URL>"
     if not host:
         return "<proxy without a host>"
-    shown_host = f"[{host}]" if ":" in host else host
-    return shown_host if port is None else f"{shown_host}:{port}"
+    return _host_port(host, port)
 
 
 def map_client_error(
@@ -246,9 +258,11 @@ def map_client_error(
     if isinstance(exc, aiohttp.InvalidUrlRedirectClientError):
         return RedirectError(url, "invalid", location=str(exc.url))
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ProviderConnectionError(
-            f"cannot connect to {exc.host}:{exc.port}{via}: {_reason(exc)}", url=url
-        )
+        if proxy is not None and _is_proxy(proxy, exc.host, exc.port):
+            target = "the proxy " + shown_proxy(proxy)  # the proxy itself, e.g. not resolved
+        else:
+            target = f"{_host_port(exc.host, exc.port)}{via}"
+        return ProviderConnectionError(f"cannot connect to {target}: {_reason(exc)}", url=url)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         if proxy is not None:
             return ProviderConnectionError(
@@ -575,11 +589,11 @@ def classify_failure(
     if 500 <= status <= 599:
         return ServerError(status, url, preview, retry_after=retry_after)
     if 300 <= status <= 399:
-        location = headers.get("Location", "")
+        location = headers.get("Location", "").strip()
+        where = (
+            f"redirected to {redact_url(location)}" if location else "a redirect without a Location"
+        )
         return HTTPStatusError(
-            status,
-            url,
-            preview,
-            message=f"HTTP {status} from {redact_url(url)}: redirected to {redact_url(location)}",
+            status, url, preview, message=f"HTTP {status} from {redact_url(url)}: {where}"
         )
     return HTTPStatusError(status, url, preview, retry_after=retry_after)

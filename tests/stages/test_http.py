@@ -106,6 +106,22 @@ def test_statuses_map_to_their_types(status: int, kind: type) -> None:
 def test_redirects_name_their_target() -> None:
     error = classify_failure(302, {"Location": "https://chatgptt.me/login"}, b"", URL)
     assert "redirected to https://chatgptt.me/login" in str(error)
+    error = classify_failure(302, {}, b"", URL)
+    assert str(error).endswith(": a redirect without a Location")
+
+
+def test_a_proxy_that_cannot_be_reached_is_named_once() -> None:
+    key = ConnectionKey("proxy.invalid", 3128, False, True, None, None, None)
+    unresolved = aiohttp.ClientConnectorError(key, OSError(-2, "Name or service not known"))
+    proxy = "http://u:pw@proxy.invalid:3128"
+    error = map_client_error(unresolved, URL, proxy=proxy)
+    assert "cannot connect to the proxy proxy.invalid:3128: " in str(error)
+    assert "through the proxy" not in str(error)
+    site = ConnectionKey("chatgptt.me", 443, True, True, None, None, None)
+    error = map_client_error(
+        aiohttp.ClientConnectorError(site, OSError(111, "no")), URL, proxy=proxy
+    )
+    assert "cannot connect to chatgptt.me:443 through the proxy proxy.invalid:3128" in str(error)
 
 
 def test_retry_after_forms() -> None:
