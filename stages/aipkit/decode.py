@@ -94,9 +94,21 @@ _MODERATION = "flagged by the moderation system"
 
 
 def event_error(
-    message: str, url: str, *, nonce: str | None = None, quota: bool = False
+    message: str,
+    url: str,
+    *,
+    nonce: str | None = None,
+    quota: bool = False,
+    answering: bool = False,
 ) -> ChatGpttError:
-    """The typed error an ``error`` event's message means (the site's own strings)."""
+    """The typed error an ``error`` event's message means (the site's own strings).
+
+    ``answering``: the event came after ``message_start``, while the model was called. The
+    plugin refuses before it starts an answer; what fails during the call is the model
+    behind it (PROTOCOL-AIPKIT.md §3: a cURL error, an HTTP error, no data, or the model's
+    own error chunk, whose message comes bare), so a message not known as the site's own is
+    an :class:`UpstreamError` there.
+    """
     if message.startswith("Security check failed"):
         return NonceRejectedError(url, message, nonce=nonce)
     if quota or message.startswith(_QUOTA):
@@ -118,7 +130,7 @@ def event_error(
         )
     if message in _INVALID_REQUEST:
         return SiteError("the site refused the request: " + message, site_message=message)
-    if message.startswith(("API Error:", "Connection error:", "cURL error")):
+    if answering or message.startswith(("API Error:", "Connection error:", "cURL error")):
         return UpstreamError("the model behind the site failed: " + message, site_message=message)
     return SiteError("the site reported an error: " + message, site_message=message)
 
@@ -240,7 +252,9 @@ class AipkitInterpreter(TextFirst):
         if not isinstance(message, str) or not message:
             message = json.dumps(value, ensure_ascii=False)
         quota = isinstance(value.get("quota_notice"), dict)
-        return event_error(message, self.url, nonce=self.nonce, quota=quota)
+        return event_error(
+            message, self.url, nonce=self.nonce, quota=quota, answering=self.started
+        )
 
 
 #: Refusals the plugin sends before it logs the user message (validation, quota,

@@ -26,6 +26,7 @@ from chatgptt import (
     UpstreamError,
 )
 from chatgptt.emulator import UPSTREAM_ERROR_TRIGGER, Fault
+from chatgptt.emulator.answers import DEFAULT_ERROR_OBJECT_MESSAGE
 from chatgptt.testing import provider_for
 from tests.conftest import FakeSleep
 
@@ -348,6 +349,16 @@ async def test_an_upstream_failure_is_an_upstream_error(emulator_factory, dialec
     assert text == ""
     assert isinstance(error, UpstreamError)
     assert "Incorrect API key provided" in str(error)
+
+
+async def test_the_models_error_chunk_is_an_upstream_error(emulator_factory, dialect: str) -> None:
+    """The model's own error mid-call: classic relays its error object, AIPKit its bare
+    message in an ``error`` event after ``message_start``; either way the model failed."""
+    emulator = site(emulator_factory, dialect, faults=[Fault(kind="error_object")])
+    text, error = await collect(provider(emulator, FakeSleep()))
+    assert text == ""
+    assert type(error) is UpstreamError
+    assert error.site_message == DEFAULT_ERROR_OBJECT_MESSAGE
 
 
 async def test_400_0_on_every_request_is_final(emulator_factory, dialect: str) -> None:

@@ -51,6 +51,7 @@ from chatgptt.emulator.aipkit.wordpress import (
     sanitize_key,
     sanitize_text_field,
 )
+from chatgptt.emulator.answers import DEFAULT_ERROR_OBJECT_MESSAGE  # the classic one's
 from chatgptt.emulator.config import EmulatorConfig
 from chatgptt.emulator.faults import Fault, RequestKind
 from chatgptt.emulator.model import UPSTREAM_ERROR_MESSAGE, UpstreamError, ask_model, fit_answer
@@ -145,10 +146,6 @@ _CONTROL_REFUSALS = {
     "modflag": MODERATION_FLAGGED,
     "pineconeError": _VECTOR_STORE_ERROR,
 }
-#: An ``error_object`` fault's text when it gives none (the classic emulator's default).
-DEFAULT_ERROR_OBJECT_MESSAGE = (
-    "The server had an error while processing your request. Sorry about that!"
-)
 #: The ``done_data`` fault's payload when it gives none.
 DEFAULT_CITATIONS_DONE = json.dumps(
     {

@@ -283,6 +283,28 @@ def test_error_messages_map_to_the_classic_dialects_types(
     assert message in str(error)
 
 
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("The server had an error while processing your request.", UpstreamError),
+        ("Something the plugin says one day", UpstreamError),
+        ("You have reached your quota for this period.", TokenLimitError),
+        ("Security check failed (nonce).", NonceRejectedError),
+    ],
+)
+def test_an_unknown_error_during_the_answer_is_the_models(
+    message: str, expected: type[ChatGpttError]
+) -> None:
+    """After ``message_start`` the model is being called: the plugin's own refusals keep
+    their types, and anything else (the model's bare error chunk) is an UpstreamError —
+    before it, the same unknown message is the site's."""
+    error_frame = "event: error\ndata: " + json.dumps({"error": message})
+    _text, during, _done = interpret([frames(START, error_frame)])
+    assert type(during) is expected
+    _text, before, _done = interpret([frames(error_frame, DONE)])
+    assert type(before) is (SiteError if expected is UpstreamError else expected)
+
+
 def test_a_quota_notice_is_a_token_limit_whatever_its_message() -> None:
     notice = {"type": "quota_notice", "message": "Upgrade!", "actions": []}
     body = frames(
