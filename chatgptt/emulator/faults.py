@@ -43,8 +43,8 @@ On an AIPKit site (``dialect="aipkit"``) a chat takes up to three AJAX requests,
 ``aipkit_cache_sse_message``) and ``stream`` (step 2, ``aipkit_frontend_chat_stream``);
 ``ajax`` hits the first AJAX request of any kind, ``page`` the landing page. The kinds that
 shape an answer only ever hit the stream, and so do, with an ``ajax`` or ``any`` target,
-faults placed by token position (``drop`` with ``after_tokens``, ``stall`` with
-``where=inside``): a fault suite written for the classic dialect keeps its meaning. On the
+faults placed by token position (``drop`` or ``cut`` with ``after_tokens``, ``stall``
+with ``where=inside``): a fault suite written for the classic dialect keeps its meaning. On the
 stream the kinds above become the plugin's own forms (token positions count
 ``{"delta":…}`` frames):
 
@@ -365,7 +365,7 @@ class Fault:
     @property
     def _by_token(self) -> bool:
         """Placed by token position: it means the request that streams the answer."""
-        return (self.kind == "drop" and self.after_tokens is not None) or (
+        return (self.kind in ("drop", "cut") and self.after_tokens is not None) or (
             self.kind == "stall" and self.where == "inside"
         )
 

@@ -348,23 +348,26 @@ async def send_reply(
 
     if await reached(0):
         return _hang_up(request, response)
-    for frame in frames:
-        if frame.token and delivery.token_delay > 0 and not await pause(delivery.token_delay):
-            return _hang_up(request, response)
-        data = frame.data
-        if (
-            delivery.cut_after_bytes is not None
-            and sent_bytes + len(data) >= delivery.cut_after_bytes
-        ):
-            if delivery.cut_after_bytes > sent_bytes:
-                await response.write(data[: delivery.cut_after_bytes - sent_bytes])
-            return _hang_up(request, response)
-        await response.write(data)
-        sent_bytes += len(data)
-        if frame.token:
-            tokens_sent += 1
-            if await reached(tokens_sent):
+    try:
+        for frame in frames:
+            if frame.token and delivery.token_delay > 0 and not await pause(delivery.token_delay):
                 return _hang_up(request, response)
+            data = frame.data
+            if (
+                delivery.cut_after_bytes is not None
+                and sent_bytes + len(data) >= delivery.cut_after_bytes
+            ):
+                if delivery.cut_after_bytes > sent_bytes:
+                    await response.write(data[: delivery.cut_after_bytes - sent_bytes])
+                return _hang_up(request, response)
+            await response.write(data)
+            sent_bytes += len(data)
+            if frame.token:
+                tokens_sent += 1
+                if await reached(tokens_sent):
+                    return _hang_up(request, response)
+    except ConnectionError:  # the client left mid-answer, as clients do: not a server error
+        return _hang_up(request, response)
     if delivery.cut_after_bytes is not None:
         return _hang_up(request, response)
     if delivery.linger_seconds is not None:

@@ -94,6 +94,8 @@ REQUESTS: list[RequestKind] = ["page", "ajax", "cache", "stream", "nonce"]
         (Fault(kind="drop", after_bytes=10), {"ajax", "cache", "stream", "nonce"}),
         (Fault(kind="drop", after_tokens=2), {"ajax", "stream"}),
         (Fault(kind="drop", after_tokens=2, target="cache"), {"cache"}),
+        (Fault(kind="cut", after_tokens=2), {"ajax", "stream"}),
+        (Fault(kind="cut", after_bytes=10), {"ajax", "cache", "stream", "nonce"}),
         (Fault(kind="stall", seconds=1, where="inside", target="any"), {"page", "ajax", "stream"}),
         (Fault(kind="stall", seconds=1), {"ajax", "cache", "stream", "nonce"}),
         (Fault(kind="expire_nonce"), {"ajax", "cache", "stream", "nonce"}),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +24,7 @@ from chatgptt.emulator.replies import (
     error_word_frames,
     split_answer,
 )
+from chatgptt.testing import provider_for
 from stages.classic.decode import StreamInterpreter
 from stages.sse import SSEDecoder
 
@@ -136,3 +140,29 @@ def test_the_capture_style_is_the_default() -> None:
     varied = FrameStyle.varied()
     assert varied.id.startswith("chatcmpl-")
     assert varied.id != COMPLETION_ID
+
+
+# --- a client that leaves mid-answer --------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["classic", "aipkit"])
+def test_a_client_leaving_mid_answer_is_no_server_error(
+    emulator_factory, caplog: pytest.LogCaptureFixture, dialect: str
+) -> None:
+    """Written as fast as the socket takes it (no delay between pieces), a long answer's
+    next write fails once the client hangs up: the emulator stops there, quietly, as the
+    real site's PHP does, rather than logging an error of its own."""
+    emulator = emulator_factory(
+        dialect=dialect, token_delay=0.0, answer_chars=400_000, token_chars=5
+    )
+    provider = provider_for(emulator)
+
+    async def leave_after_the_first_piece() -> None:
+        stream = provider.create_async_generator("gpt-4o", [{"role": "user", "content": "Hi"}])
+        async with stream:
+            await anext(stream)
+
+    with caplog.at_level(logging.INFO, logger="aiohttp"):
+        asyncio.run(leave_after_the_first_piece())
+        emulator.stop()  # waits for the handler: what it logs, it has logged
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
