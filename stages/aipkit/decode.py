@@ -252,9 +252,7 @@ class AipkitInterpreter(TextFirst):
         if not isinstance(message, str) or not message:
             message = json.dumps(value, ensure_ascii=False)
         quota = isinstance(value.get("quota_notice"), dict)
-        return event_error(
-            message, self.url, nonce=self.nonce, quota=quota, answering=self.started
-        )
+        return event_error(message, self.url, nonce=self.nonce, quota=quota, answering=self.started)
 
 
 #: Refusals the plugin sends before it logs the user message (validation, quota,
