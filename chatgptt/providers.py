@@ -100,20 +100,27 @@ class Provider(Standalone):
 
     @classmethod
     def get_model(cls, model: str | None, **kwargs: Any) -> str:
-        """Resolve ``model``: empty means the default, aliases map onto their model.
+        """Resolve ``model``: empty or ``"auto"`` (gpt4free's word for it) means the default,
+        aliases map onto their model, and case does not matter (``GPT-4o``).
 
         Raises:
             UnknownModelError: the model is not offered; the error lists those that are.
         """
-        if not model:
+        if not model or model == "auto":
             if cls.default_model is None:
-                raise UnknownModelError("", cls.get_models())
+                raise UnknownModelError(model or "", cls.get_models())
             return cls.default_model
         aliases = cls.model_aliases or {}  # gpt4free's mixin defaults it to None
         model = aliases.get(model, model)
         models = cls.get_models()
         if models and model not in models:
-            raise UnknownModelError(model, models)
+            folded = model.lower()
+            found = next((m for m in models if m.lower() == folded), None)
+            if found is None:
+                found = next((aliases[a] for a in aliases if a.lower() == folded), None)
+            if found is None:
+                raise UnknownModelError(model, models)
+            model = found
         if cls.last_model != model:  # a class attribute write invalidates attribute caches
             cls.last_model = model
         return model

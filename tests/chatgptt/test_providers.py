@@ -69,6 +69,16 @@ def test_model_listing_takes_gpt4frees_keyword_arguments() -> None:
     assert ChatGptt.get_model("gpt-4-turbo", api_key="sk-x") == "gpt-4"
 
 
+def test_models_as_gpt4free_users_name_them() -> None:
+    """gpt4free passes ``"auto"`` for the default (its API's own example) and its users
+    write names in any case."""
+    assert ChatGptt.get_model("auto") == ChatGptt.default_model
+    assert ChatGptt.get_model("GPT-4o") == "gpt-4o"
+    assert ChatGptt.get_model("GPT-4-Turbo") == "gpt-4"  # an alias, in another case
+    with pytest.raises(UnknownModelError, match="'GPT-5'"):
+        ChatGptt.get_model("GPT-5")
+
+
 class _Bare(Provider):
     """A provider with no aliases (gpt4free's mixin defaults them to None) and no list."""
 
@@ -84,6 +94,7 @@ class _Bare(Provider):
 def test_models_without_aliases_or_a_list() -> None:
     assert _Bare.get_models() == ["only"]
     assert _Bare.get_model("") == "only"
+    assert _Bare.get_model("auto") == "only"
     with pytest.raises(UnknownModelError, match="'other'"):
         _Bare.get_model("other")
 
