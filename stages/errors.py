@@ -8,6 +8,7 @@ secret: URLs pass through :func:`redact_url` before they are written into one.
 from __future__ import annotations
 
 import math
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from .protection import firewall_of
@@ -46,6 +47,10 @@ __all__ = [
 ]
 
 
+#: A ``name:secret@`` within one path segment: the userinfo of a URL typed wrong.
+_LOOSE_USERINFO = re.compile(r"[^/\s@:]*:[^/\s@]*@")
+
+
 def redact_url(url: object) -> str:
     """Return ``url`` as text with any ``user:password@`` part replaced by ``***@``."""
     text = str(url)
@@ -54,11 +59,16 @@ def redact_url(url: object) -> str:
     except ValueError:
         return "<unparsable URL>"
     if parts.username is None and parts.password is None:
-        if "//" not in text:  # no scheme, or not one urlsplit knows: "user:pw@host:port"
+        if "@" not in text:
+            return text
+        # Text urlsplit reads no userinfo from — no scheme ("user:pw@host:port"), or a
+        # mistyped one ("http//user:pw@host", "http:/user:pw@host") — may hold it all the
+        # same: a bare authority loses what precedes its "@", any text its "name:secret@".
+        if "//" not in text:
             authority, slash, rest = text.partition("/")
             if "@" in authority:
                 return "***@" + authority.rpartition("@")[2] + slash + rest
-        return text
+        return _LOOSE_USERINFO.sub("***@", text)
     # Keep what follows the userinfo exactly as written (even an invalid port).
     netloc = "***@" + parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -468,6 +468,8 @@ async def test_a_page_is_never_fetched_through_another_calls_proxy(emulator) -> 
         ("http://user:secret@:8080", "with a host"),
         ("socks5://host:1080", "http:// or https://"),
         ("user:secret@host:3128", "http:// or https://"),  # no scheme
+        ("http//user:secret@host:3128", "http:// or https://"),  # a mistyped one
+        ("http:/user:secret@host:3128", "http:// or https://"),
     ],
 )
 async def test_bad_proxy_urls_are_named_without_their_secrets(

@@ -43,6 +43,19 @@ def test_redact_url_hides_userinfo_written_without_a_scheme() -> None:
     assert redact_url("proxy.local:3128/a@b") == "proxy.local:3128/a@b"
 
 
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("http//alice:S3CRET@127.0.0.1:9", "http//***@127.0.0.1:9"),
+        ("http:/alice:S3CRET@127.0.0.1:9", "http:/***@127.0.0.1:9"),
+        ("http:///alice:S3CRET@127.0.0.1:9", "http:///***@127.0.0.1:9"),
+        ("https://x.example/y?mail=a@b.c", "https://x.example/y?mail=a@b.c"),
+    ],
+)
+def test_redact_url_hides_userinfo_of_a_mistyped_scheme(typed: str, shown: str) -> None:
+    assert redact_url(typed) == shown
+
+
 @given(
     st.text(
         alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=12
@@ -55,6 +68,8 @@ def test_redacted_urls_never_contain_the_password(user: str, password: str) -> N
     url = f"http://{user}:{password}@proxy.example:8080/"
     assert redact_url(url) == "http://***@proxy.example:8080/"
     assert redact_url(url.removeprefix("http://")) == "***@proxy.example:8080/"
+    assert password not in redact_url(url.replace("://", "//"))
+    assert password not in redact_url(url.replace("://", ":/"))
     errors: list[ChatGpttError] = [
         ProviderConnectionError("failed", url=url),
         ProviderTimeoutError("connect", 1, url=url),
