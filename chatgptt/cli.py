@@ -24,6 +24,7 @@ import structlog
 from stages.dialects import AUTO
 from stages.errors import ChatGpttError
 
+from ._argtypes import non_negative_count, port_number, positive_seconds
 from .chatgptt import ChatGptt
 
 __all__ = ["build_parser", "main"]
@@ -72,15 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--url", help=f"the site's base URL (default {ChatGptt.url})")
     chat.add_argument(
         "--model",
+        type=_model,
         default=ChatGptt.default_model,
-        help="one of: %(choices)s",
-        choices=ChatGptt.get_models(),
+        help=f"one of: {', '.join(ChatGptt.get_models())} (or an alias; default %(default)s)",
     )
     chat.add_argument("--system", help="a system message to send first")
     chat.add_argument("--proxy", help="an http(s) proxy URL for every request")
-    chat.add_argument("--timeout", type=float, help="seconds for the whole call")
+    _add_browser_options(chat)
+    chat.add_argument("--timeout", type=positive_seconds, help="seconds for the whole call")
     chat.add_argument(
-        "--retries", type=int, metavar="N", help="retries of a failed request (default 2)"
+        "--retries",
+        type=non_negative_count,
+        metavar="N",
+        help="retries of a failed request (default 2)",
     )
     chat.add_argument(
         "--history",
@@ -105,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("url", help="the site's base URL, or the page that shows the chat")
     probe.add_argument("--dialect", choices=(AUTO, *ChatGptt.dialects.names), default=AUTO)
     probe.add_argument("--proxy", help="an http(s) proxy URL")
-    probe.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    _add_browser_options(probe)
+    probe.add_argument(
+        "--timeout", type=positive_seconds, default=30.0, help="seconds (default 30)"
+    )
     probe.add_argument("--json", action="store_true", help="print one JSON object")
 
     serve = commands.add_parser(
@@ -124,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; elsewhere, set an API key)",
     )
-    serve.add_argument("--port", type=_port, default=8000, help="port (0: any free)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (0: any free)")
     serve.add_argument(
         "--dialect",
         choices=(AUTO, *ChatGptt.dialects.names),
@@ -175,6 +183,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model(text: str) -> str:
+    """A model ``chat`` can ask for: a listed one, an alias, in any case."""
+    try:
+        return ChatGptt.get_model(text)
+    except ChatGpttError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        # Never echoed: a header given here may well be a secret (a token, a cookie).
+        raise argparse.ArgumentTypeError("a header is written 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _add_browser_options(parser: argparse.ArgumentParser) -> None:
+    """``--header`` and ``--cookie``: what a browser that passed the site's bot check sends
+    (its User-Agent, its cf_clearance), for this run's requests only; never printed."""
+    parser.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a header for every request, e.g. the User-Agent of a browser that passed the "
+        "site's challenge (repeat for more)",
+    )
+    parser.add_argument(
+        "--cookie",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a cookie for every request, e.g. that browser's cf_clearance (repeat for more, "
+        "or give a whole Cookie header: 'a=1; b=2')",
+    )
+
+
+def _browser(args: argparse.Namespace) -> dict[str, object]:
+    """The call options ``--header`` and ``--cookie`` give."""
+    options: dict[str, object] = {}
+    if args.header:
+        options["headers"] = dict(args.header)
+    if args.cookie:
+        options["cookies"] = "; ".join(args.cookie)
+    return options
+
+
 def _read_prompt(prompt: str | None, stdin: TextIO) -> str:
     if prompt is not None and prompt != "-":
         return prompt
@@ -207,7 +261,7 @@ async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
-    options: dict[str, object] = {"history": args.history}
+    options: dict[str, object] = {"history": args.history, **_browser(args)}
     if args.timeout is not None:
         options["timeout"] = args.timeout
     if args.retries is not None:
@@ -235,15 +289,17 @@ async def _chat(args: argparse.Namespace, prompt: str, out: TextIO) -> None:
 def _site(url: str) -> type[ChatGptt]:
     """A provider for ``url``: a site's base URL, or the page that shows its chat."""
     parts = urlsplit(url)
-    if parts.path in ("", "/") and not parts.query:
-        return ChatGptt.derive("Site", url=url)
+    if not (parts.scheme and parts.netloc) or (parts.path in ("", "/") and not parts.query):
+        return ChatGptt.derive("Site", url=url)  # a URL it cannot take is named as given
     base = f"{parts.scheme}://{parts.netloc}"
     return ChatGptt.derive("Site", url=base, page_url=url)
 
 
 async def _probe(args: argparse.Namespace, out: TextIO) -> None:
     provider = _site(args.url)
-    found = await provider.probe(proxy=args.proxy, timeout=args.timeout, dialect=args.dialect)
+    found = await provider.probe(
+        proxy=args.proxy, timeout=args.timeout, dialect=args.dialect, **_browser(args)
+    )
     if args.json:
         out.write(json.dumps(attrs.asdict(found)) + "\n")
         return
@@ -269,17 +325,6 @@ def _serve_provider(url: str | None, dialect: str = AUTO) -> type[ChatGptt]:
     if url is None and dialect == AUTO:
         return ChatGptt
     return ChatGptt.derive("Site", url=url or ChatGptt.url, dialect=dialect)
-
-
-def _port(text: str) -> int:
-    """A TCP port number for argparse (0: any free one)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
-    return port
 
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -390,8 +435,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"chatgptt: error: {exc}", file=sys.stderr)
             return 1
         return 0
-    if args.command == "chat" and args.retries is not None and args.retries < 0:
-        parser.error("--retries must be 0 or more")
     if args.trace:
         configure_tracing(sys.stderr)
     try:

@@ -327,8 +327,8 @@ class BotProtectionError(ChatGpttError):
             f"bot protection page from {self.url} (HTTP {status}, {self.firewall}: {marker!r}); "
             "the site's firewall is blocking or challenging automated clients. The way through "
             "is a browser that passed the challenge: pass its cookies (cf_clearance) with "
-            "cookies= and its User-Agent with headers=; else try later, from another network "
-            "or through a proxy"
+            "cookies= and its User-Agent with headers= (on the command line: --cookie and "
+            "--header); else try later, from another network or through a proxy"
         )
 
 

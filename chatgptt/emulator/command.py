@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from chatgptt._argtypes import port_number
 from chatgptt.emulator.config import (
     AIPKIT_API_MODES,
     AIPKIT_PAGES,
@@ -34,6 +35,8 @@ from chatgptt.emulator.faults import (
     FAULT_KINDS,
     Fault,
     fault_syntax,
+    format_fault,
+    never_fires,
     parse_fault,
     validation_message,
 )
@@ -70,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "times=;\nsee chatgptt.emulator.faults for what they do):\n" + fault_syntax()
         )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="port (0: any free)")
     parser.add_argument("--mode", choices=MODES, default="sse", help="stream (sse) or json")
     parser.add_argument(
         "--token-delay", type=float, default=0.0, metavar="SECONDS", help="pause per piece"
@@ -189,11 +192,28 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
         raise ValueError(validation_message(exc)) from None
 
 
+def faults_from_args(ns: argparse.Namespace, config: EmulatorConfig) -> list[Fault]:
+    """The ``--fault`` options, each one the site of ``config`` can meet.
+
+    Raises:
+        ValueError: a spec that does not parse, or a fault that never fires on a site of
+            the configured dialect (a fault suite run against the wrong dialect would pass
+            while testing nothing).
+    """
+    faults = [f if isinstance(f, Fault) else parse_fault(f) for f in ns.fault or ()]
+    for fault in faults:
+        reason = never_fires(fault, config.dialect)
+        if reason is not None:
+            site = "an AIPKit" if config.dialect == "aipkit" else "a classic"
+            raise ValueError(f"--fault {format_fault(fault)} never fires on {site} site: {reason}")
+    return faults
+
+
 def main_from_args(ns: argparse.Namespace) -> int:
     """Run the emulator the parsed options describe until Ctrl-C; the exit status."""
     try:
         config = config_from_args(ns)
-        faults = [f if isinstance(f, Fault) else parse_fault(f) for f in ns.fault or ()]
+        faults = faults_from_args(ns, config)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -91,6 +91,7 @@ __all__ = [
     "AJAX_ONLY_KINDS",
     "ANSWER_KINDS",
     "CONTROL_FLAGS",
+    "DIALECT_REQUESTS",
     "EMPTY_STREAM_CONTENTS",
     "FAULT_KINDS",
     "MALFORMED_VARIANTS",
@@ -104,6 +105,7 @@ __all__ = [
     "Target",
     "fault_syntax",
     "format_fault",
+    "never_fires",
     "parse_fault",
     "validation_message",
 ]
@@ -311,7 +313,10 @@ class Fault:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"times must be a positive integer or None, got {value!r}")
         if value is not None and value < 1:
-            raise ValueError(f"times must be at least 1 (or None for every request), got {value}")
+            raise ValueError(
+                f"times must be at least 1 (or None, times=every on the command line, for every "
+                f"request), got {value}"
+            )
 
     def __attrs_post_init__(self) -> None:
         allowed = _PARAMETERS[self.kind]
@@ -389,6 +394,28 @@ class Fault:
         if self.target == "ajax":
             return request != "page"
         return self.target == request
+
+
+#: The requests each dialect's site answers (what :meth:`Fault.hits` is asked about).
+DIALECT_REQUESTS: dict[str, tuple[RequestKind, ...]] = {
+    "classic": ("page", "ajax"),
+    "aipkit": ("page", "nonce", "cache", "stream"),
+}
+
+
+def never_fires(fault: Fault, dialect: str) -> str | None:
+    """Why ``fault`` can never fire on a site of ``dialect`` (``None``: it can).
+
+    A fault a site cannot act on would let a fault suite run against the wrong dialect
+    pass while testing nothing; the command line refuses it.
+    """
+    if not any(fault.hits(request) for request in DIALECT_REQUESTS[dialect]):
+        if dialect == "classic":
+            return "it hits only AIPKit's requests or events (an AIPKit site: --dialect aipkit)"
+        return "it hits no request of an AIPKit site"
+    if dialect == "aipkit" and fault.kind == "malformed" and fault.variant == "limited":
+        return "the AIPKit plugin has no [LIMITED] frame (it is the classic dialect's)"
+    return None
 
 
 @attrs.define

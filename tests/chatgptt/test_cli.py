@@ -68,6 +68,61 @@ def test_unknown_model_is_a_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["chat", "--model", "gpt-9", "Hi"])
     assert info.value.code == 2
+    assert "valid models: gpt-4, gpt-4o, gpt-4o-mini" in capsys.readouterr().err
+
+
+def test_a_model_alias_in_any_case_is_taken(emulator, capsys) -> None:
+    assert main(["chat", "--url", emulator.url, "--model", "GPT-4-Turbo", "Hi"]) == 0
+    assert capsys.readouterr().out == "Hello from upstream: Hi\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["chat", "--retries", "-1", "Hi"], "chatgptt chat: error: argument --retries"),
+        (["chat", "--timeout", "nan", "Hi"], "chatgptt chat: error: argument --timeout"),
+        (["chat", "--timeout", "0", "Hi"], "chatgptt chat: error: argument --timeout"),
+        (["probe", "--timeout", "-5", "http://x"], "chatgptt probe: error: argument --timeout"),
+        (["chat", "--header", "X-Token SECRET", "Hi"], "argument --header"),
+        (["serve", "--port", "70000"], "chatgptt serve: error: argument --port"),
+    ],
+)
+def test_bad_options_are_usage_errors_of_their_command(argv: list[str], named: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err
+    assert "SECRET" not in err
+
+
+SECRET_COOKIE = "cf_clearance=COOKIE-SECRET-42"
+SECRET_AGENT = "MyBrowser/9.9 SECRET-UA"
+
+
+@pytest.mark.parametrize("command", ["chat", "probe"])
+def test_a_browsers_headers_and_cookies_go_with_every_request_unprinted(
+    emulator, capsys, command: str
+) -> None:
+    """What passes the site's bot check (a browser's User-Agent and cf_clearance) can be
+    given on the command line; it reaches every request and is never printed."""
+    browser = ["--header", f"User-Agent: {SECRET_AGENT}", "--cookie", SECRET_COOKIE]
+    browser += ["--cookie", "b=2"]
+    argv = ["chat", "--url", emulator.url, "--trace", *browser, "Hi"]
+    if command == "probe":
+        argv = ["probe", emulator.url, *browser]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert emulator.stats.requests
+    for record in emulator.stats.requests:
+        assert record.header("User-Agent") == SECRET_AGENT
+        assert set((record.header("Cookie") or "").split("; ")) == {SECRET_COOKIE, "b=2"}
+    assert "SECRET" not in out + err
+
+
+def test_probe_names_a_url_without_a_scheme_as_typed(capsys) -> None:
+    assert main(["probe", "chatgptt.me"]) == 1
+    assert "got 'chatgptt.me'" in capsys.readouterr().err
 
 
 def test_the_installed_command_streams_the_demo() -> None:

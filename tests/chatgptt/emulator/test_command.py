@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 
 import pytest
 
 from chatgptt.emulator import Fault, add_arguments, config_from_args, main_from_args, recap_model
+from chatgptt.emulator.command import faults_from_args
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -137,3 +139,56 @@ def test_help_documents_the_aipkit_faults() -> None:
     text = parser.format_help()
     for word in ("--dialect", "target", "stream", "cache", "nonce", "error_event", "quota"):
         assert word in text
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse("--port", port)
+    assert info.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (("--fault", "quota"), "quota"),
+        (("--fault", "error_event"), "error_event"),
+        (("--fault", "status=503,target=stream"), "status=503,target=stream"),
+        (("--fault", "expire_nonce,target=nonce"), "expire_nonce,target=nonce"),
+        (("--dialect", "aipkit", "--fault", "malformed=limited"), "malformed=limited"),
+    ],
+)
+def test_a_fault_the_sites_dialect_never_meets_is_refused(
+    argv: tuple[str, ...], named: str
+) -> None:
+    """A fault suite run against the wrong dialect would pass while testing nothing."""
+    ns = parse(*argv)
+    with pytest.raises(ValueError, match=f"--fault {re.escape(named)} never fires on"):
+        faults_from_args(ns, config_from_args(ns))
+
+
+def test_a_refused_fault_exits_2_before_listening(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:  # should the fault be taken, the run still ends: exit 1
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ns = parse("--port", str(busy.getsockname()[1]), "--fault", "quota")
+        assert main_from_args(ns) == 2
+    assert "--fault quota never fires on a classic site" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--fault", "status=503"),
+        ("--fault", "cut,after_tokens=1"),
+        ("--dialect", "aipkit", "--fault", "quota"),
+        ("--dialect", "aipkit", "--fault", "malformed=no_done"),
+        ("--dialect", "aipkit", "--fault", "expire_nonce,target=nonce"),
+    ],
+)
+def test_a_fault_the_site_meets_is_taken(argv: tuple[str, ...]) -> None:
+    ns = parse(*argv)
+    assert faults_from_args(ns, config_from_args(ns)) == ns.fault
