@@ -181,18 +181,25 @@ def test_a_subclass_stands_on_them_too() -> None:
     assert Mirror.get_dict() == {"name": "Mirror", "url": "http://127.0.0.1:9", "label": "ChatGptt"}
 
 
+_NAMED = [*ChatGptt.models, *ChatGptt.model_aliases]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
-    st.one_of(st.sampled_from([*ChatGptt.models, *ChatGptt.model_aliases, "", "auto"]), st.text())
+    st.one_of(
+        st.sampled_from([*_NAMED, *(name.upper() for name in _NAMED), "", "auto"]), st.text()
+    )
 )
 def test_model_names_resolve_our_way_not_the_mixins(name: str) -> None:
     """0.4.5.4's mixin raises its own ModelNotSupportedError, 8.x's returns unknown names
-    as they are (and maps "auto" to the default); ours resolves to a listed model or raises
-    UnknownModelError."""
-    if not name or name in ChatGptt.models or name in ChatGptt.model_aliases:
-        expected = ChatGptt.model_aliases.get(name, name or ChatGptt.default_model)
-        assert ChatGptt.get_model(name) == expected
-        assert expected in ChatGptt.models
+    as they are; ours maps "" and "auto" (8.x's word) to the default and a listed model or
+    alias, in any case, to its model, and raises UnknownModelError for anything else."""
+    models = {model.lower(): model for model in ChatGptt.models}
+    models |= {alias.lower(): model for alias, model in ChatGptt.model_aliases.items()}
+    if name in ("", "auto"):
+        assert ChatGptt.get_model(name) == ChatGptt.default_model
+    elif name.lower() in models:
+        assert ChatGptt.get_model(name) == models[name.lower()]
     else:
         with pytest.raises(UnknownModelError) as caught:
             ChatGptt.get_model(name)
