@@ -13,6 +13,7 @@ from typing import Literal
 
 from stages.core import Message
 from stages.errors import InvalidMessagesError
+from stages.turns import ROLES, TurnReader, is_agent_turn
 
 __all__ = [
     "check_last",
@@ -75,6 +76,11 @@ def _content_text(content: object, index: int) -> str:
 
 def _message(item: object, index: int) -> Message:
     if isinstance(item, Message):  # already a record: validate it all the same
+        if item.role not in ("system", "user", "assistant"):
+            raise InvalidMessagesError(
+                f"a Message record's role must be system, user or assistant; got {item.role!r}",
+                index,
+            )
         item = {"role": item.role, "content": item.content}
     if not isinstance(item, Mapping):
         raise InvalidMessagesError(
@@ -85,7 +91,7 @@ def _message(item: object, index: int) -> Message:
             raise InvalidMessagesError(f"missing {key!r}", index)
     role = item["role"]
     if not isinstance(role, str) or role not in _ROLES:
-        raise InvalidMessagesError(f"role must be one of {', '.join(_ROLES)}; got {role!r}", index)
+        raise InvalidMessagesError(f"role must be one of {', '.join(ROLES)}; got {role!r}", index)
     return Message(_ROLES[role], _content_text(item["content"], index))
 
 
@@ -95,9 +101,11 @@ def normalize_messages(messages: object) -> tuple[Message, ...]:
     Accepts a list or tuple of mappings with ``role`` (``system``, ``developer`` —
     read as ``system`` —, ``user``, ``assistant``) and ``content`` (a string, or a
     list of OpenAI-style parts of which only ``text`` parts are allowed; their
-    texts are joined). There must be at least one message and the last one must
-    be a non-blank user message. Lone surrogates become U+FFFD so that encoding
-    never fails later.
+    texts are joined). The turns of an agent's loop — ``tool`` and ``function``
+    results, ``assistant`` turns with ``tool_calls`` or no content — are laid out as
+    text (:mod:`stages.turns`): a tool result becomes a user turn. There must be at
+    least one message and the last one must be a non-blank user message. Lone
+    surrogates become U+FFFD so that encoding never fails later.
 
     Raises:
         InvalidMessagesError: naming the first problem and the index it is at.
@@ -108,9 +116,26 @@ def normalize_messages(messages: object) -> tuple[Message, ...]:
         )
     if not messages:
         raise InvalidMessagesError("at least one message is required")
-    normalized = tuple(_message(item, index) for index, item in enumerate(messages))
+    turns: TurnReader | None = None
+    normalized: list[Message] = []
+    for index, item in enumerate(messages):
+        if is_agent_turn(item):  # a tool result, or a turn that called a tool: as text
+            turns = turns or TurnReader(_turn_error)
+            item = turns.read(item, f"messages[{index}]")
+        normalized.append(_message(item, index))
     check_last(normalized)
-    return normalized
+    return tuple(normalized)
+
+
+_TURN_PATH = re.compile(r"messages\[(\d+)\]\.?")
+
+
+def _turn_error(text: str) -> InvalidMessagesError:
+    """:class:`TurnReader`'s error, which names ``messages[i]...``, with its index."""
+    found = _TURN_PATH.match(text)
+    if found is None:
+        return InvalidMessagesError(text)
+    return InvalidMessagesError(text[found.end() :].lstrip(), int(found[1]))
 
 
 def check_last(messages: Sequence[Message]) -> None:

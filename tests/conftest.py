@@ -25,6 +25,28 @@ settings.register_profile("chatgptt", deadline=None, suppress_health_check=[Heal
 settings.load_profile("chatgptt")
 
 
+def agent_turns(
+    call_id: str = "call_1", name: str = "weather", arguments: str = "{}", result: str = "18 C"
+) -> list[dict[str, Any]]:
+    """An agent's loop as OpenAI clients send it: a question, the assistant's call of a tool
+    (no content), and the tool's result."""
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
 class FakeSleep:
     """An injected ``sleep`` that records the delays it was asked for and returns at once."""
 

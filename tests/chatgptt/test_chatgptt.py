@@ -295,7 +295,9 @@ def test_breaking_out_of_a_sync_stream_releases_it(emulator_factory) -> None:
 async def test_invalid_input_fails_before_any_request(emulator) -> None:
     provider = provider_for(emulator)
     with pytest.raises(InvalidMessagesError, match=r"messages\[0\]"):
-        await answer(provider, [{"role": "tool", "content": "x"}])
+        await answer(provider, [{"role": "robot", "content": "x"}])
+    with pytest.raises(InvalidMessagesError, match=r"messages\[0\]: tool_calls must be an array"):
+        await answer(provider, [{"role": "assistant", "tool_calls": 1}, *HELLO])
     with pytest.raises(UnknownModelError):
         await provider.create_async("gpt-9", HELLO)
     assert emulator.stats.page_fetches == 0

@@ -41,6 +41,7 @@ from chatgptt.testing import provider_for
 from stages.cache import TokenCache
 from tests.chatgptt.forward_proxy import ForwardProxy
 from tests.chatgptt.gpt4free_support import import_gpt4free, isolate_gpt4free_files
+from tests.conftest import agent_turns
 
 g4f = import_gpt4free()
 
@@ -186,9 +187,7 @@ _NAMED = [*ChatGptt.models, *ChatGptt.model_aliases]
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.one_of(
-        st.sampled_from([*_NAMED, *(name.upper() for name in _NAMED), "", "auto"]), st.text()
-    )
+    st.one_of(st.sampled_from([*_NAMED, *(name.upper() for name in _NAMED), "", "auto"]), st.text())
 )
 def test_model_names_resolve_our_way_not_the_mixins(name: str) -> None:
     """0.4.5.4's mixin raises its own ModelNotSupportedError, 8.x's returns unknown names
@@ -225,6 +224,19 @@ def test_history_and_the_system_message_reach_the_site(way: Way, emulator) -> No
         {"role": "user", "content": "Hi there"},
         {"role": "assistant", "content": "Hello! How can I help?"},
         {"role": "user", "content": "And now?"},
+    ]
+
+
+@each_way
+def test_an_agents_tool_call_and_result_reach_the_site_as_text(way: Way, emulator) -> None:
+    """What agent frameworks send through gpt4free's clients: the call as the assistant's
+    turn, its result as the user's (the site knows two speakers)."""
+    text = way(provider_for(emulator), agent_turns())
+    assert text == "Hello from upstream: [tool result call_1 (weather)]: 18 C"
+    assert emulator.stats.received[-1][1:] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "[tool call call_1: weather({})]"},
+        {"role": "user", "content": "[tool result call_1 (weather)]: 18 C"},
     ]
 
 

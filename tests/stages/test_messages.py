@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stages.core import Message
 from stages.errors import ConfigurationError, InvalidMessagesError
 from stages.messages import flatten_prompt, normalize_messages
-from tests.conftest import VECTORS
+from tests.conftest import VECTORS, agent_turns
 
 CLASSIC = VECTORS / "classic"
 
@@ -48,11 +48,21 @@ def system(text: str) -> Message:
             [
                 {"role": "user", "content": "a"},
                 {"role": "user", "content": "b"},
-                {"role": "tool", "content": "c"},
+                {"role": "robot", "content": "c"},
             ],
             2,
-            "role must be one of system, developer, user, assistant; got 'tool'",
+            "role must be one of system, developer, user, assistant, tool, function; got 'robot'",
         ),
+        (
+            [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": None, "tool_calls": [{"function": {}}]},
+                {"role": "user", "content": "b"},
+            ],
+            1,
+            "tool_calls[0].function.name must be a string, got null",
+        ),
+        ([{"role": "tool", "content": 7}], 0, "content must be a string, an array of parts"),
         ([{"role": "User", "content": "Hi"}], 0, "got 'User'"),
         ([{"role": None, "content": "Hi"}], 0, "got None"),
         ([{"role": "user", "content": 42}], 0, "content must be a string or a list"),
@@ -114,9 +124,20 @@ def test_good_messages_are_normalised() -> None:
     assert normalize_messages([{"role": "user", "content": "Hi"}]) == (user("Hi"),)
 
 
+def test_an_agents_turns_are_laid_out_as_text() -> None:
+    """A tool call and its result, as agent frameworks send them through gpt4free: the
+    call as the assistant's text, the result as the user's, named after the call."""
+    messages = agent_turns(arguments='{"city":"Paris"}')
+    assert normalize_messages(messages) == (
+        user("Weather in Paris?"),
+        assistant('[tool call call_1: weather({"city":"Paris"})]'),
+        user("[tool result call_1 (weather)]: 18 C"),
+    )
+
+
 def test_a_message_record_with_an_unknown_role_is_refused() -> None:
-    """A hand-built record is validated like a mapping."""
-    with pytest.raises(InvalidMessagesError, match=r"messages\[0\]: role"):
+    """A hand-built record is validated too: its roles are the site's three."""
+    with pytest.raises(InvalidMessagesError, match=r"messages\[0\]: a Message record's role"):
         normalize_messages([Message("tool", "x")])  # type: ignore[arg-type]
 
 

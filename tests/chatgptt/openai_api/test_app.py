@@ -18,6 +18,7 @@ from chatgptt.openai_api import ESTIMATE, ServeOptions
 from chatgptt.testing import provider_for
 from stages.core import TextStream, stage
 from tests.chatgptt.openai_api.support import sse_data, wait_until
+from tests.conftest import agent_turns
 
 HELLO = [{"role": "user", "content": "Hello"}]
 ANSWER = "Hello from upstream: Hello"
@@ -140,19 +141,7 @@ async def test_an_agent_conversation_reaches_the_site_as_text(start_api, emulato
     api = await start_api(provider_for(emulator))
     messages = [
         {"role": "system", "content": "Use the tools."},
-        {"role": "user", "content": "Weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_7",
-                    "type": "function",
-                    "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_7", "content": "18 C"},
+        *agent_turns(call_id="call_7", arguments='{"city":"Paris"}'),
     ]
     body = {
         "model": "gpt-4o",

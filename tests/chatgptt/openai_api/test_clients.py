@@ -21,6 +21,7 @@ from chatgptt import RetryPolicy
 from chatgptt.emulator import Fault
 from chatgptt.openai_api import ESTIMATE, ServeOptions
 from chatgptt.testing import provider_for
+from tests.conftest import agent_turns
 
 HELLO = [{"role": "user", "content": "Hello"}]
 CONVERSATION = [
@@ -240,21 +241,7 @@ async def test_litellm_whole_and_streamed(start_api, emulator_factory, litellm) 
 async def test_litellm_with_tools_in_the_conversation(start_api, emulator, litellm) -> None:
     """An agent's turn as litellm sends it: tools declared, a tool call and its result."""
     api = await start_api(provider_for(emulator))
-    messages = [
-        {"role": "user", "content": "Weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
-    ]
+    messages = agent_turns(arguments='{"city": "Paris"}', result="sunny")
     tools = [
         {
             "type": "function",
