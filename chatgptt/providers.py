@@ -106,7 +106,7 @@ class Provider(Standalone):
         Raises:
             UnknownModelError: the model is not offered; the error lists those that are.
         """
-        if not model or model == "auto":
+        if not model or model.lower() == "auto":
             if cls.default_model is None:
                 raise UnknownModelError(model or "", cls.get_models())
             return cls.default_model

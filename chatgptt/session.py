@@ -11,6 +11,7 @@ No "Unclosed client session" warning, no call the user must remember.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 
@@ -135,6 +136,9 @@ class SessionRegistry:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slot] = (
             weakref.WeakKeyDictionary()
         )
+        # Loops of other threads add and drop their slots too: changes (never awaited
+        # under it) hold this lock, so none iterates the slots while another edits them.
+        self._lock = threading.RLock()  # re-entered when a dropped guard closes at once
 
     def configure(self, options: SessionOptions) -> None:
         """Build the sessions made from now on with ``options`` (e.g. a larger pool)."""
@@ -147,28 +151,31 @@ class SessionRegistry:
         if slot is not None and not slot.session.closed:
             return slot.session
         session = self.factory()
-        self._forget_closed_loops()
         guard = _guard(session, lambda: self._release(loop, session))
-        self._slots[loop] = _Slot(session, guard)
+        with self._lock:
+            self._forget_closed_loops()
+            self._slots[loop] = _Slot(session, guard)
         await guard.asend(None)  # started: the loop now tracks it for shutdown_asyncgens
         return session
 
     def _release(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
         """The loop shuts down (or :meth:`aclose`): forget its slot. The slot's session
         refers to the loop, so the weak key alone would never let the loop go."""
-        slot = self._slots.get(loop)
-        if slot is not None and slot.session is session:
-            del self._slots[loop]
+        with self._lock:
+            slot = self._slots.get(loop)
+            if slot is not None and slot.session is session:
+                self._slots.pop(loop, None)
 
     def _forget_closed_loops(self) -> None:
         """Drop the slots of loops closed without ``shutdown_asyncgens`` (a loop closed by
-        hand), whose guards never ran: nothing else would free those loops."""
-        for loop in [loop for loop in self._slots if loop.is_closed()]:
-            del self._slots[loop]
+        hand), whose guards never ran: nothing else would free those loops. Under the lock."""
+        for loop in [loop for loop in list(self._slots.keys()) if loop.is_closed()]:
+            self._slots.pop(loop, None)
 
     async def aclose(self) -> None:
         """Close the running loop's session now (a new one is made on next use)."""
         loop = asyncio.get_running_loop()
-        slot = self._slots.pop(loop, None)
+        with self._lock:
+            slot = self._slots.pop(loop, None)
         if slot is not None:
             await slot.guard.aclose()

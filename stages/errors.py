@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 
-#: A ``name:secret@`` within one path segment: the userinfo of a URL typed wrong.
-_LOOSE_USERINFO = re.compile(r"[^/\s@:]*:[^/\s@]*@")
+#: What a mistyped scheme looks like before the userinfo: ``http//``, ``http:/``, ``http:///``.
+_MISTYPED_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:?/+")
 
 
 def redact_url(url: object) -> str:
@@ -59,16 +59,15 @@ def redact_url(url: object) -> str:
     except ValueError:
         return "<unparsable URL>"
     if parts.username is None and parts.password is None:
-        if "@" not in text:
+        if parts.netloc or "@" not in text:
             return text
-        # Text urlsplit reads no userinfo from — no scheme ("user:pw@host:port"), or a
-        # mistyped one ("http//user:pw@host", "http:/user:pw@host") — may hold it all the
-        # same: a bare authority loses what precedes its "@", any text its "name:secret@".
-        if "//" not in text:
-            authority, slash, rest = text.partition("/")
-            if "@" in authority:
-                return "***@" + authority.rpartition("@")[2] + slash + rest
-        return _LOOSE_USERINFO.sub("***@", text)
+        # No authority urlsplit can read — no scheme ("user:pw@host:port") or a mistyped one
+        # ("http//token@host", "http:/user:pw@host") — yet an "@": everything between the
+        # would-be scheme and the last "@" may be userinfo (a password may hold "@", "/" or
+        # spaces), so it all goes. Such text is no usable URL: hiding too much costs nothing.
+        scheme = _MISTYPED_SCHEME.match(text)
+        start = scheme.end() if scheme is not None else 0
+        return text[:start] + "***" + text[text.rindex("@") :]
     # Keep what follows the userinfo exactly as written (even an invalid port).
     netloc = "***@" + parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

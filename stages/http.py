@@ -183,10 +183,12 @@ def _unusable_session(
             f"cannot request {shown}: the call's aiohttp session was closed (by "
             "ChatGptt.aclose(), or by other code closing the session= it was given)"
         )
-    return ConfigurationError(
-        f"cannot request {shown} with the call's aiohttp session ({excerpt(str(exc), 120)}); "
-        "a session= must be open and made on the event loop that runs the call"
-    )
+    if "different loop" in str(exc):
+        return ConfigurationError(
+            f"cannot request {shown}: the call's aiohttp session belongs to another event "
+            "loop; a session= must be made on the loop that runs the call"
+        )
+    return ConfigurationError(f"aiohttp cannot request {shown}: {excerpt(str(exc), 160)}")
 
 
 def shareable_cause(exc: BaseException) -> BaseException | None:

@@ -76,9 +76,9 @@ def _content_text(content: object, index: int) -> str:
 
 def _message(item: object, index: int) -> Message:
     if isinstance(item, Message):  # already a record: validate it all the same
-        if item.role not in ("system", "user", "assistant"):
+        if item.role not in _ROLES:
             raise InvalidMessagesError(
-                f"a Message record's role must be system, user or assistant; got {item.role!r}",
+                f"a Message record's role must be one of {', '.join(_ROLES)}; got {item.role!r}",
                 index,
             )
         item = {"role": item.role, "content": item.content}

@@ -118,10 +118,16 @@ def step1_error(
             f"the site refused the message ({code}, HTTP {status}): {text}", site_message=text
         )
     if status == 200:
-        return cut_json(body, headers, url) or MalformedResponseError(
+        cut = cut_json(body, headers, url) if _starts_as_json(body) else None
+        return cut or MalformedResponseError(
             "step 1's reply has no cache key", url=url, preview=excerpt(body)
         )
     return classify_failure(status, headers, body, url, action="aipkit_cache_sse_message")
+
+
+def _starts_as_json(body: bytes) -> bool:
+    """Whether ``body`` opens a JSON document (a page with a quote in it does not)."""
+    return body.lstrip().removeprefix(b"\xef\xbb\xbf").startswith((b"{", b"["))
 
 
 def cache_key_of(body: bytes, url: str) -> str:

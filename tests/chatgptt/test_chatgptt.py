@@ -391,7 +391,7 @@ def test_a_session_of_another_event_loop_is_a_configuration_error(emulator) -> N
     other = asyncio.new_event_loop()
     foreign = other.run_until_complete(make())
     try:
-        with pytest.raises(ConfigurationError, match="made on the event loop that runs the call"):
+        with pytest.raises(ConfigurationError, match="belongs to another event loop"):
             asyncio.run(answer(provider_for(emulator), session=foreign))
     finally:
         other.run_until_complete(foreign.close())

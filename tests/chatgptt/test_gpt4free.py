@@ -195,7 +195,7 @@ def test_model_names_resolve_our_way_not_the_mixins(name: str) -> None:
     alias, in any case, to its model, and raises UnknownModelError for anything else."""
     models = {model.lower(): model for model in ChatGptt.models}
     models |= {alias.lower(): model for alias, model in ChatGptt.model_aliases.items()}
-    if name in ("", "auto"):
+    if name.lower() in ("", "auto"):
         assert ChatGptt.get_model(name) == ChatGptt.default_model
     elif name.lower() in models:
         assert ChatGptt.get_model(name) == models[name.lower()]

@@ -73,6 +73,7 @@ def test_models_as_gpt4free_users_name_them() -> None:
     """gpt4free passes ``"auto"`` for the default (its API's own example) and its users
     write names in any case."""
     assert ChatGptt.get_model("auto") == ChatGptt.default_model
+    assert ChatGptt.get_model("AUTO") == ChatGptt.default_model
     assert ChatGptt.get_model("GPT-4o") == "gpt-4o"
     assert ChatGptt.get_model("GPT-4-Turbo") == "gpt-4"  # an alias, in another case
     with pytest.raises(UnknownModelError, match="'GPT-5'"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from chatgptt.session import BoundedCookieJar, SessionOptions, make_session
+from chatgptt.session import BoundedCookieJar, SessionOptions, SessionRegistry, make_session
 
 SITES = [URL("http://127.0.0.1:8080/"), URL("https://chat.example/page"), URL("http://b.example/")]
 
@@ -78,3 +82,57 @@ async def test_the_shared_sessions_jar_is_bounded_by_the_options() -> None:
             assert session.cookie_jar.per_site == bound
         finally:
             await session.close()
+
+
+# --- the registry of loops' sessions, from many threads -----------------------------------------
+
+
+class _StandInSession:
+    """What the registry uses of a session: ``closed`` and ``close()``."""
+
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_loops_of_many_threads_add_and_drop_their_sessions_safely() -> None:
+    """Threads each running loops — some closed by hand, whose slots the next loop drops —
+    while others hold theirs: no thread sees the registry change under it. (Switching
+    threads as often as possible, so a missing lock fails this rather than rarely.)"""
+    registry = SessionRegistry(factory=_StandInSession)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+    holding = threading.Event()
+
+    def hold() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(registry.get())
+        holding.wait()
+        loop.close()
+
+    def churn() -> None:
+        try:
+            for _ in range(200):
+                loop = asyncio.new_event_loop()
+                loop.run_until_complete(registry.get())
+                loop.close()  # by hand: its slot stays until another loop's first call
+                asyncio.run(registry.get())
+        except BaseException as exc:
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        holders = [threading.Thread(target=hold) for _ in range(200)]
+        churners = [threading.Thread(target=churn) for _ in range(6)]
+        for thread in [*holders, *churners]:
+            thread.start()
+        for thread in churners:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+        holding.set()
+        for thread in holders:
+            thread.join(timeout=60)
+    assert errors == []
+    assert not any(thread.is_alive() for thread in [*holders, *churners])

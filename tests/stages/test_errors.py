@@ -40,7 +40,8 @@ def test_redact_url_hides_userinfo_written_without_a_scheme() -> None:
     # urlsplit reads "u:pw@host:1" as the scheme "u" and finds no user in it.
     assert redact_url("u:SECRET@127.0.0.1:1") == "***@127.0.0.1:1"
     assert redact_url("user:pw@proxy.local:3128/x") == "***@proxy.local:3128/x"
-    assert redact_url("proxy.local:3128/a@b") == "proxy.local:3128/a@b"
+    # Not a URL urlsplit can read the authority of: all before the last "@" goes.
+    assert redact_url("proxy.local:3128/a@b") == "***@b"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,11 @@ def test_redact_url_hides_userinfo_written_without_a_scheme() -> None:
         ("http//alice:S3CRET@127.0.0.1:9", "http//***@127.0.0.1:9"),
         ("http:/alice:S3CRET@127.0.0.1:9", "http:/***@127.0.0.1:9"),
         ("http:///alice:S3CRET@127.0.0.1:9", "http:///***@127.0.0.1:9"),
+        ("http//S3CRET@127.0.0.1:9", "http//***@127.0.0.1:9"),  # a token, no name
+        ("http:/S3CRET@127.0.0.1:9", "http:/***@127.0.0.1:9"),
+        ("http//alice:S3@CRET@h", "http//***@h"),  # a password holding "@", "/" or a space
+        ("http//alice:S3/CRET@h", "http//***@h"),
+        ("http//alice:S3 CRET@h", "http//***@h"),
         ("https://x.example/y?mail=a@b.c", "https://x.example/y?mail=a@b.c"),
     ],
 )

@@ -281,6 +281,13 @@ async def test_a_closed_session_cannot_send() -> None:
         await send(make_call(own, url=url), "GET", url, headers={})
 
 
+async def test_aiohttps_other_refusals_are_quoted_without_advice(session) -> None:
+    from stages.http import _unusable_session
+
+    error = _unusable_session(session, "http://u:pw@site.example/", RuntimeError("no TLS here"))
+    assert str(error) == "aiohttp cannot request http://***@site.example/: no TLS here"
+
+
 def test_only_causes_without_the_requests_secrets_are_kept() -> None:
     info = aiohttp.RequestInfo(
         yarl.URL("http://site.example/"), "GET", CIMultiDictProxy(CIMultiDict(Cookie="a=b"))

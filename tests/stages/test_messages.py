@@ -122,6 +122,8 @@ def test_good_messages_are_normalised() -> None:
         user("Next"),
     )
     assert normalize_messages([{"role": "user", "content": "Hi"}]) == (user("Hi"),)
+    records = [Message("developer", "Be brief."), Message("user", "Hi")]  # type: ignore[arg-type]
+    assert normalize_messages(records) == (system("Be brief."), user("Hi"))
 
 
 def test_an_agents_turns_are_laid_out_as_text() -> None:

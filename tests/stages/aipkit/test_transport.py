@@ -96,6 +96,10 @@ def test_a_step_one_success_cut_where_the_connection_closed_is_incomplete() -> N
     declared = {"Content-Length": str(len(cut))}
     error = step1_error(200, cut, URL, declared, nonce=None)
     assert type(error) is MalformedResponseError
+    page = b'<html><body>Our 27" monitors are on sale</body></html>'  # not JSON: quoted
+    error = step1_error(200, page, URL, {}, nonce=None)
+    assert type(error) is MalformedResponseError
+    assert "27" in str(error)
 
 
 def test_the_nonce_endpoints_reply_gives_the_nonce() -> None:
