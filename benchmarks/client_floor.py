@@ -13,51 +13,28 @@ Run as a worker: ``python -m benchmarks.client_floor SPEC.json RESULT.json``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 
 from benchmarks.driver import CallFn, Client, Messages, main
+from benchmarks.floor_site import FORM_HEADERS, chat_form, landing
 
-_NONCE = re.compile(r'data-nonce="([0-9a-f]+)"')
-_POST_ID = re.compile(r'data-post-id="([0-9]+)"')
 # A streamed content piece; the role frame carries "content": "" after "role", so it
 # does not match.
 _TOKEN_MARK = b'{"content": '
-_PREFIX = {"user": "Human: ", "assistant": "AI: ", "system": "Human: System: "}
 
 
 async def _caller(session: aiohttp.ClientSession, site: str) -> CallFn:
     """Fetch ``site``'s page once; the call that then posts to ``site``."""
     url = site.rstrip("/")
-    async with session.get(url + "/") as page:
-        html = await page.text()
-    nonce_match, post_match = _NONCE.search(html), _POST_ID.search(html)
-    if nonce_match is None or post_match is None:
-        raise RuntimeError(f"no nonce or post id on {url}/")
-    nonce, post_id = nonce_match.group(1), post_match.group(1)
+    nonce, post_id = await landing(session, url)
     endpoint = url + "/wp-admin/admin-ajax.php"
-    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
 
     async def call(messages: Messages) -> AsyncIterator[Any]:
-        history = [_PREFIX[m["role"]] + m["content"] for m in messages[:-1]]
-        body = urlencode(
-            (
-                ("_wpnonce", nonce),
-                ("post_id", post_id),
-                ("url", url),
-                ("action", "wpaicg_chat_shortcode_message"),
-                ("message", messages[-1]["content"]),
-                ("bot_id", "0"),
-                ("chatbot_identity", "shortcode"),
-                ("wpaicg_chat_client_id", "Ab3dE5gH9k"),
-                ("wpaicg_chat_history", json.dumps(history, ensure_ascii=False)),
-            )
-        )
-        async with session.post(endpoint, data=body, headers=headers) as reply:
+        body = chat_form(url, nonce, post_id, messages)
+        async with session.post(endpoint, data=body, headers=FORM_HEADERS) as reply:
             if reply.status != 200:
                 raise RuntimeError(f"HTTP {reply.status}")
             if reply.content_type == "application/json":

@@ -16,48 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
-import signal
 import sys
 import time
-from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
-_NONCE = re.compile(r'data-nonce="([0-9a-f]+)"')
-_POST_ID = re.compile(r'data-post-id="([0-9]+)"')
-_PREFIX = {"user": "Human: ", "assistant": "AI: ", "system": "Human: System: "}
-FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+from benchmarks.floor_site import FORM_HEADERS, chat_form, landing, serve_until_signalled
+
 _SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-
-
-async def landing(session: aiohttp.ClientSession, url: str) -> tuple[str, str]:
-    """The nonce and post id of the site's landing page (``url`` without its final ``/``)."""
-    async with session.get(url + "/") as page:
-        html = await page.text()
-    nonce_match, post_match = _NONCE.search(html), _POST_ID.search(html)
-    if nonce_match is None or post_match is None:
-        raise RuntimeError(f"no nonce or post id on {url}/")
-    return nonce_match.group(1), post_match.group(1)
-
-
-def chat_form(url: str, nonce: str, post_id: str, messages: list[dict[str, str]]) -> str:
-    """The urlencoded chat request for ``messages`` (the last one is the question)."""
-    history = [_PREFIX[m["role"]] + m["content"] for m in messages[:-1]]
-    return urlencode(
-        (
-            ("_wpnonce", nonce),
-            ("post_id", post_id),
-            ("url", url),
-            ("action", "wpaicg_chat_shortcode_message"),
-            ("message", messages[-1]["content"]),
-            ("bot_id", "0"),
-            ("chatbot_identity", "shortcode"),
-            ("wpaicg_chat_client_id", "Ab3dE5gH9k"),
-            ("wpaicg_chat_history", json.dumps(history, ensure_ascii=False)),
-        )
-    )
 
 
 async def serve(site: str, pool: int) -> None:
@@ -124,18 +91,9 @@ async def serve(site: str, pool: int) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, backlog=2048).start()
-    port = runner.addresses[0][1]
-    print(f"relay listening on http://127.0.0.1:{port}/v1", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
-        await stop.wait()
+        await serve_until_signalled(runner, "relay listening on {url}")
     finally:
-        await runner.cleanup()
         await session.close()
 
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from benchmarks.relay_floor import FORM_HEADERS, chat_form, landing
+from benchmarks.floor_site import FORM_HEADERS, chat_form, landing, serve_until_signalled
 from chatgptt import ChatGptt
 from chatgptt.openai_api import load_counter
 from chatgptt.openai_api.app import make_app, make_runner
@@ -102,18 +100,7 @@ async def _serve(site: str) -> None:
         raise SystemExit(f"CHATGPTT_USAGE_TOKENIZER: not a tokenizer mode: {mode!r}")
     counter = load_counter(HandCalled.get_models(), mode)
     runner = make_runner(make_app(HandCalled, counter=counter))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, backlog=2048).start()
-    port = runner.addresses[0][1]
-    print(f"as an OpenAI API on http://127.0.0.1:{port}/v1", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_signalled(runner, "as an OpenAI API on {url}")
 
 
 if __name__ == "__main__":

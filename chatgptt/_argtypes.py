@@ -9,12 +9,16 @@ import math
 __all__ = ["non_negative_count", "port_number", "positive_seconds"]
 
 
+def _whole_number(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+
+
 def port_number(text: str) -> int:
     """A TCP port number (0: any free one)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    port = _whole_number(text, "a port number")
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
     return port
@@ -33,10 +37,7 @@ def positive_seconds(text: str) -> float:
 
 def non_negative_count(text: str) -> int:
     """A whole number, 0 or more."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    count = _whole_number(text, "a whole number")
     if count < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {count}")
     return count

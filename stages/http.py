@@ -91,10 +91,6 @@ def _quoted(text: str) -> str:
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
-#: aiohttp's ``RuntimeError`` for a body read whose connection its session closed.
-_CLOSED_UNDER_US = "Connection closed."
-
-
 def _quoted_once(text: str) -> str:
     return text if _UNQUOTED.fullmatch(text) else quote_plus(text)
 
@@ -332,6 +328,10 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return type(exc).__name__
+
+
+#: aiohttp's ``RuntimeError`` for a body read whose connection its session closed.
+_CLOSED_UNDER_US = "Connection closed."
 
 
 class ResponseBody:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -199,17 +200,22 @@ async def test_body_chunks_arrive_as_sent_and_release_the_connection(serve, sess
     assert body.received == 11
 
 
-async def test_idle_limit_names_itself(serve, session) -> None:
-    release = asyncio.Event()
+def first_then_waiting(release: asyncio.Event) -> Callable[[web.Request], Awaitable[Any]]:
+    """A handler that sends ``first`` and holds the body open until ``release`` is set."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         await response.prepare(request)
         await response.write(b"first")
-        await release.wait()  # never set: the client must give up on its own
+        await release.wait()
         return response
 
-    url = await serve(handler)
+    return handler
+
+
+async def test_idle_limit_names_itself(serve, session) -> None:
+    # Never released: the client must give up on its own.
+    url = await serve(first_then_waiting(asyncio.Event()))
     response = await send(make_call(session, url=url), "GET", url, headers={})
     body = body_reader(response, url, idle=0.05)
     assert await body.__anext__() == b"first"
@@ -253,15 +259,7 @@ async def test_a_broken_chunked_body_is_a_connection_error(serve, session) -> No
 
 async def test_a_body_whose_session_was_closed_is_a_connection_error(serve, session) -> None:
     release = asyncio.Event()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        await response.write(b"first")
-        await release.wait()
-        return response
-
-    url = await serve(handler)
+    url = await serve(first_then_waiting(release))
     own = aiohttp.ClientSession()
     response = await send(make_call(own, url=url), "GET", url, headers={})
     body = body_reader(response, url)
